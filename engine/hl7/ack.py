@@ -1,0 +1,134 @@
+"""ACK messages laid out as protocol.md section 2 prescribes."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from engine.hl7.escape import escape
+from engine.hl7.header import Header
+
+# HL7 table 0357 (message error condition codes) used by the engine.
+ERROR_TEXT = {
+    0: "Message accepted",
+    100: "Segment sequence error",
+    101: "Required field missing",
+    102: "Data type error",
+    103: "Table value not found",
+    200: "Unsupported message type",
+    201: "Unsupported event code",
+    202: "Unsupported processing id",
+    203: "Unsupported version id",
+    204: "Unknown key identifier",
+    205: "Duplicate key identifier",
+    206: "Application record locked",
+    207: "Application internal error",
+}
+
+ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
+
+
+@dataclass(frozen=True, slots=True)
+class AckError:
+    """One ERR repetition: where (segment, occurrence, field, component) and why."""
+
+    code: int
+    detail: str = ""
+    segment: str = ""
+    field: int | None = None
+    occurrence: int = 1
+    component: int | None = None
+
+    @property
+    def text(self) -> str:
+        return ERROR_TEXT.get(self.code, "Application error")
+
+
+def new_control_id() -> str:
+    """A 20-character unique MSH-10 for an outbound ACK (ST 20 in v2.5)."""
+    return os.urandom(10).hex().upper()
+
+
+def hl7_timestamp(now: float) -> str:
+    """DTM with seconds and an explicit UTC offset."""
+    return time.strftime("%Y%m%d%H%M%S+0000", time.gmtime(now))
+
+
+def _version_at_least(version: str, major: int, minor: int) -> bool:
+    try:
+        parts = version.split(".")
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return True  # blank or unreadable version: use the current layout
+
+
+def build_ack(
+    header: Header,
+    code: str,
+    *,
+    now: float,
+    control_id: str | None = None,
+    errors: tuple[AckError, ...] | list[AckError] = (),
+    text: str = "",
+) -> str:
+    """Return the ACK for ``header`` as CR-terminated segments (no MLLP framing).
+
+    MSH-1/2 echo the inbound delimiters, sender and receiver swap, MSH-9 is ACK^<trigger>
+    (with ^ACK from v2.4 on; the inbound MSH-9.3 is never copied), MSH-11/12 are copied and
+    MSH-15/16 stay empty: an ACK is not acknowledged.
+    """
+    sep = header.sep
+    enc = header.encoding_chars if header.encoding_ok else "^~\\&"
+    comp, rep, _, sub = enc[0], enc[1], enc[2], enc[3]
+    version = header.version
+    v25 = _version_at_least(version, 2, 5)
+    trigger = header.trigger
+    msh9 = (
+        f"ACK{comp}{trigger}{comp}ACK"
+        if _version_at_least(version, 2, 4)
+        else (f"ACK{comp}{trigger}" if trigger else "ACK")
+    )
+    msh = sep.join(
+        (
+            "MSH",
+            enc,
+            header.field(5),
+            header.field(6),
+            header.field(3),
+            header.field(4),
+            hl7_timestamp(now),
+            "",
+            msh9,
+            control_id or new_control_id(),
+            header.field(11),
+            header.field(12),
+        )
+    )
+    if errors and not text and not v25:
+        text = errors[0].text
+    msa = f"MSA{sep}{code}{sep}{header.control_id}"
+    if text:
+        msa += sep + escape(text, sep, enc)
+    segments = [msh, msa]
+    if errors:
+        if v25:
+            for e in errors:
+                location = ""
+                if e.segment:
+                    location = comp.join(
+                        str(x) for x in (e.segment, e.occurrence, e.field or "", e.component or "")
+                    ).rstrip(comp)
+                cwe = comp.join((str(e.code), e.text, "HL70357"))
+                if e.detail:
+                    cwe += comp * 6 + escape(e.detail, sep, enc)
+                segments.append(sep.join(("ERR", "", location, cwe, "E")))
+        else:
+            reps = []
+            for e in errors:
+                ce = sub.join((str(e.code), e.text, "HL70357"))
+                if e.detail:
+                    ce += sub * 2 + escape(e.detail, sep, enc)
+                reps.append(comp.join((e.segment, "", str(e.field or ""), ce)))
+            segments.append(sep.join(("ERR", rep.join(reps))))
+    return "\r".join(segments) + "\r"

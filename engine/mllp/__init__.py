@@ -1,0 +1,1 @@
+"""MLLP: framing on bytes (no parsing), and a small blocking client."""
