@@ -1,0 +1,86 @@
+"""Prometheus metrics. One registry per engine (no globals), so tests run engines side by side.
+
+Labels stay low-cardinality: listener names, ACK codes, reason codes; never message content.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "switchboard_messages_received", "Messages received", ["listener"], registry=r
+        )
+        self.acks = Counter(
+            "switchboard_acks", "ACKs sent by MSA-1 code", ["listener", "code"], registry=r
+        )
+        self.rejected = Counter(
+            "switchboard_messages_rejected",
+            "Messages stored as rejected, by reason code",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.frame_errors = Counter(
+            "switchboard_frame_errors",
+            "MLLP framing problems (junk, timeouts, oversize, closed mid-frame)",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.connections = Counter(
+            "switchboard_connections", "Connections accepted", ["listener"], registry=r
+        )
+        self.connections_refused = Counter(
+            "switchboard_connections_refused",
+            "Connections refused over max_connections",
+            ["listener"],
+            registry=r,
+        )
+        self.connections_open = Gauge(
+            "switchboard_connections_open", "Connections open now", ["listener"], registry=r
+        )
+        self.duplicates = Counter(
+            "switchboard_duplicates",
+            "Duplicate messages answered with the first ACK",
+            ["listener"],
+            registry=r,
+        )
+        self.ack_latency = Histogram(
+            "switchboard_ack_latency_seconds",
+            "From a complete frame to its ACK being written",
+            ["listener"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_latency = Histogram(
+            "switchboard_store_commit_seconds",
+            "Duration of one group commit",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "switchboard_store_batch_size",
+            "Messages written per group commit",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "switchboard_store_errors", "Failed store writes", ["listener"], registry=r
+        )
+        self.files = Counter(
+            "switchboard_files", "Files taken from drop directories", ["listener", "outcome"],
+            registry=r,
+        )  # fmt: skip
+
+    def observe_commit(self, rows: int, seconds: float) -> None:
+        """Writer-thread callback; prometheus_client metrics are thread-safe."""
+        self.batch_size.observe(rows)
+        self.commit_latency.observe(seconds)

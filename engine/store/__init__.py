@@ -1,0 +1,1 @@
+"""The durable store: SQLAlchemy Core tables, a group-commit writer, queries, migrations."""

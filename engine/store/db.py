@@ -1,0 +1,35 @@
+"""Engines for the store: SQLite (WAL, synchronous=FULL by default) or PostgreSQL (psycopg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_store_engine(url: str, *, synchronous: str = "full", pool_size: int = 5) -> Engine:
+    """Create an engine; SQLite gets WAL, the given ``synchronous`` level and a busy timeout."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(u, connect_args={"timeout": 30})
+        level = synchronous.upper()
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={level}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    if u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    return create_engine(u, pool_size=pool_size, pool_pre_ping=True)

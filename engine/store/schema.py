@@ -1,0 +1,77 @@
+"""Tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them; a test checks
+that the migrated schema and this metadata agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid; BIGINT elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# Message status values.
+RECEIVED = "received"  # durable, not routed yet
+ROUTED = "routed"  # matched at least one route
+UNROUTED = "unrouted"  # matched no route
+REJECTED = "rejected"  # not acceptable (no usable MSH, AR); the reason says why
+STATUSES = (RECEIVED, ROUTED, UNROUTED, REJECTED)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),  # Unix time, seconds
+    Column("listener", String(64), nullable=False),
+    Column("peer", String(128), nullable=False, server_default=""),
+    Column("peer_cert", String(512)),  # verified TLS client certificate subject
+    Column("control_id", String(199), nullable=False, server_default=""),
+    Column("message_type", String(16), nullable=False, server_default=""),
+    Column("trigger", String(16), nullable=False, server_default=""),
+    Column("version", String(16), nullable=False, server_default=""),
+    Column("processing_id", String(8), nullable=False, server_default=""),
+    Column("sending_application", String(227), nullable=False, server_default=""),
+    Column("sending_facility", String(227), nullable=False, server_default=""),
+    Column("dedup_key", String(700)),  # sending app, facility and control id; NULL = no dedup
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("routes", Text),  # channel names, comma separated
+    Column("charset", String(32), nullable=False, server_default=""),
+    Column("size", Integer, nullable=False),
+    Column("ack_code", String(2)),
+    Column("ack", LargeBinary),  # the ACK as sent (unframed), replayed for duplicates
+    Column("duplicates", Integer, nullable=False, server_default="0"),
+    Column("source_file", Integer),  # files.id for messages from a file drop
+    Column("raw", LargeBinary, nullable=False),  # the payload as received
+    Index("ix_messages_received_at", "received_at"),
+    Index("ix_messages_control_id", "control_id"),
+    Index("ix_messages_type", "message_type", "trigger"),
+    Index("ix_messages_status", "status"),
+    Index("ix_messages_dedup", "dedup_key"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("listener", String(64), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("processed_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # done | error
+    Column("messages", Integer, nullable=False),
+    Column("reason", Text),
+    Index("ix_files_claim", "listener", "name", "sha256", unique=True),
+)

@@ -1,0 +1,222 @@
+"""Group commit on a dedicated writer thread.
+
+SQLite allows one writer. The thread takes whatever requests queued up while the previous
+commit ran and writes them in one transaction (no timer: under load batches grow by
+themselves, alone a message commits at once). Results go back to the reactor thread with one
+``callFromThread`` per batch, and only then is any ACK written: the ACK follows its commit.
+
+Duplicate detection lives here too, in the same transaction and in arrival order, so it holds
+for messages still in flight and across restarts.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Engine
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from engine.store.schema import files, messages
+
+_STOP = object()
+_KEY_CHUNK = 500
+
+
+@dataclass(slots=True)
+class RowResult:
+    """Outcome of one message row: its id, and for a duplicate the first message's id and ACK."""
+
+    id: int
+    duplicate_of: int | None = None
+    ack: bytes | None = None
+
+
+@dataclass(slots=True)
+class WriteRequest:
+    rows: list[dict]
+    windows: Sequence[float]  # duplicate window per row, seconds (0: no check)
+    file: dict | None
+    deferred: Deferred = field(default_factory=Deferred)
+
+
+class StoreWriter:
+    """Owns the store's only writing connection, on its own thread."""
+
+    def __init__(self, engine: Engine, reactor, *, max_batch: int = 2000, observer=None):
+        self.engine = engine
+        self.reactor = reactor
+        self.max_batch = max_batch
+        self.observer = observer  # callable(batch_rows: int, commit_seconds: float)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped: Deferred | None = None
+        self.pending = 0
+
+    # reactor side ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, rows: list[dict], windows: Sequence[float] | None = None, file: dict | None = None
+    ) -> Deferred:
+        """Queue rows (and an optional file record) for one atomic write.
+
+        Fires with a list of :class:`RowResult` (and the file id first when ``file`` is given)
+        after the commit, or fails with the database error.
+        """
+        if self._stopped is not None:
+            raise RuntimeError("store writer is stopping")
+        req = WriteRequest(rows, windows or [0.0] * len(rows), file)
+        self.pending += 1
+        self._queue.put(req)
+        return req.deferred
+
+    def stop(self) -> Deferred:
+        """Write everything already queued, then end the thread and dispose of the engine."""
+        if self._stopped is None:
+            self._stopped = Deferred()
+            if self._thread is None:
+                self.engine.dispose()
+                self._stopped.callback(None)
+            else:
+                self._queue.put(_STOP)
+        return self._stopped
+
+    def _finish(self, batch: list[WriteRequest], outcomes: list) -> None:
+        for req, outcome in zip(batch, outcomes, strict=True):
+            self.pending -= 1
+            if isinstance(outcome, Failure):
+                req.deferred.errback(outcome)
+            else:
+                req.deferred.callback(outcome)
+
+    def _ended(self) -> None:
+        self.engine.dispose()
+        self._stopped.callback(None)
+
+    # writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        conn = self.engine.connect()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                batch = [item]
+                stop = False
+                nrows = len(item.rows)
+                while nrows < self.max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                    nrows += len(nxt.rows)
+                outcomes = self._write_batch(conn, batch)
+                self.reactor.callFromThread(self._finish, batch, outcomes)
+                if stop:
+                    break
+        finally:
+            conn.close()
+            self.reactor.callFromThread(self._ended)
+
+    def _write_batch(self, conn, batch: list[WriteRequest]) -> list:
+        started = time.perf_counter()
+        try:
+            with conn.begin():
+                outcomes = self._write(conn, batch)
+        except Exception:
+            if len(batch) == 1:
+                return [Failure()]
+            # One bad request must not sink the others: write each on its own.
+            return [self._write_batch(conn, [req])[0] for req in batch]
+        if self.observer is not None:
+            self.observer(sum(len(r.rows) for r in batch), time.perf_counter() - started)
+        return outcomes
+
+    def _write(self, conn, batch: list[WriteRequest]) -> list:
+        existing = self._existing(conn, batch)
+        inserts: list[dict] = []
+        plan: list[list] = []  # per request: per row ("new", insert index) or ("dup", ...)
+        seen: dict[str, tuple] = {}
+        dup_ids: list[int] = []
+        for req in batch:
+            file_id = None
+            if req.file is not None:
+                file_id = conn.execute(files.insert().returning(files.c.id), req.file).scalar_one()
+            steps: list = [file_id]
+            for row, window in zip(req.rows, req.windows, strict=True):
+                key = row.get("dedup_key")
+                if file_id is not None:
+                    row["source_file"] = file_id
+                hit = None
+                if key and window > 0:
+                    hit = seen.get(key) or existing.get(key)
+                    if hit is not None and hit[2] < row["received_at"] - window:
+                        hit = None
+                if hit is None:
+                    if key:
+                        seen[key] = ("batch", len(inserts), row["received_at"], row.get("ack"))
+                    steps.append(("new", len(inserts)))
+                    inserts.append(row)
+                else:
+                    steps.append(hit)
+            plan.append(steps)
+        ids: list[int] = []
+        if inserts:
+            stmt = messages.insert().returning(messages.c.id, sort_by_parameter_order=True)
+            ids = list(conn.execute(stmt, inserts).scalars())
+        outcomes = []
+        for req, steps in zip(batch, plan, strict=True):
+            results: list = [] if req.file is None else [steps[0]]
+            for step in steps[1:]:
+                if step[0] == "new":
+                    results.append(RowResult(ids[step[1]]))
+                elif step[0] == "dup":  # a duplicate of a stored message
+                    dup_ids.append(step[1])
+                    results.append(RowResult(step[1], duplicate_of=step[1], ack=step[3]))
+                else:  # a duplicate of a message inserted in this batch
+                    first = ids[step[1]]
+                    dup_ids.append(first)
+                    results.append(RowResult(first, duplicate_of=first, ack=step[3]))
+            outcomes.append(results)
+        if dup_ids:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == bindparam("mid"))
+                .values(duplicates=messages.c.duplicates + 1),
+                [{"mid": i} for i in dup_ids],
+            )
+        return outcomes
+
+    def _existing(self, conn, batch: list[WriteRequest]) -> dict[str, tuple]:
+        keys = list(
+            {
+                row["dedup_key"]
+                for req in batch
+                for row, window in zip(req.rows, req.windows, strict=True)
+                if window > 0 and row.get("dedup_key")
+            }
+        )
+        found: dict[str, tuple] = {}
+        m = messages.c
+        for i in range(0, len(keys), _KEY_CHUNK):
+            chunk = keys[i : i + _KEY_CHUNK]
+            rows = conn.execute(
+                select(m.dedup_key, m.id, m.received_at, m.ack)
+                .where(m.dedup_key.in_(chunk))
+                .order_by(m.id)
+            )
+            for key, mid, received_at, ack in rows:
+                found[key] = ("dup", mid, received_at, ack)  # the newest wins
+        return found
