@@ -1,0 +1,1 @@
+"""The admin listener: /metrics and /healthz (the API and dashboard come later)."""

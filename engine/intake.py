@@ -1,0 +1,239 @@
+"""Intake: one payload in, a durable row and the right ACK out.
+
+The decision (accept, reject, which ACK) is a pure function of the payload and the listener's
+settings (:func:`assess`); :class:`Intake` adds routing, the durable write, duplicate replay
+and metrics. The ACK is written only after the row's commit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from engine.hl7.ack import ENHANCED, AckError, build_ack
+from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
+from engine.logging import get_logger
+from engine.store.schema import REJECTED, ROUTED, UNROUTED
+
+ACK_MODES = ("on_receipt", "after_routing")
+_ACK_CONDITIONS = ("", "AL", "NE", "ER", "SU")
+
+
+@dataclass(slots=True)
+class Assessment:
+    """What intake makes of a payload before storing it."""
+
+    header: Header | None
+    status: str
+    reason: str | None = None
+    reason_code: str | None = None  # low-cardinality reason for metrics
+    code: str | None = None  # AA / AE / AR before enhanced mapping; None: no ACK possible
+    errors: list[AckError] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def assess(payload: bytes, listener: dict, router=None) -> Assessment:
+    """Decide status and ACK code for one payload (protocol.md sections B and C)."""
+    norm = normalize_segments(payload) if listener.get("normalize_newlines", True) else payload
+    try:
+        header = read_header(norm, listener.get("charset", "iso-8859-1"))
+    except NoUsableHeader as exc:
+        return Assessment(None, REJECTED, str(exc), "no_msh")
+    a = Assessment(header, REJECTED)
+    if not header.charset_known:
+        a.warnings.append("unknown_charset")
+    end = norm.find(b"\r")
+    if header.message_type == "ACK" or (end >= 0 and norm[end + 1 : end + 4] == b"MSA"):
+        a.reason, a.reason_code = "unsolicited acknowledgement: not acknowledged", "ack_received"
+        return a
+    if not header.control_id:
+        a.errors.append(AckError(101, "MSH-10 message control id is empty", "MSH", 10))
+    if not header.encoding_ok:
+        a.errors.append(
+            AckError(102, f"MSH-2 encoding characters {header.field(2)!r} are not valid", "MSH", 2)
+        )
+    if not header.message_type:
+        a.errors.append(AckError(101, "MSH-9 message type is empty", "MSH", 9))
+    versions = listener.get("versions")
+    if versions and header.version not in versions:
+        a.errors.append(
+            AckError(203, f"version {header.version!r} is not accepted here", "MSH", 12)
+        )
+    pids = listener.get("processing_ids")
+    if pids and header.processing_id not in pids:
+        a.errors.append(
+            AckError(202, f"processing id {header.processing_id!r} is not accepted here", "MSH", 11)
+        )
+    for n in (15, 16):
+        if header.field(n) not in _ACK_CONDITIONS:
+            a.errors.append(
+                AckError(103, f"MSH-{n} {header.field(n)!r} is not one of AL, NE, ER, SU", "MSH", n)
+            )
+    if a.errors:
+        a.code = "AR"
+        a.reason = "; ".join(e.detail for e in a.errors)
+        a.reason_code = f"err_{a.errors[0].code}"
+        return a
+    a.channels = router.channels_for(listener["name"], header) if router is not None else []
+    if a.channels:
+        a.status, a.code = ROUTED, "AA"
+    else:
+        a.status, a.code = UNROUTED, "AA"
+        if listener.get("ack", "on_receipt") == "after_routing":
+            kind = f"type {header.message_type}"
+            if header.trigger:
+                kind += f" trigger {header.trigger}"
+            a.code = "AR"
+            a.reason, a.reason_code = f"no route for {kind}", "no_route"
+            a.errors.append(AckError(200, a.reason, "MSH", 9))
+    return a
+
+
+def ack_code_to_send(a: Assessment, enhanced_ack: bool = True) -> str | None:
+    """The MSA-1 to send, or None when no ACK goes back (no MSH, or MSH-15 says so)."""
+    if a.code is None or a.header is None:
+        return None
+    h = a.header
+    if enhanced_ack and h.enhanced and not any(e.field in (15, 16) for e in a.errors):
+        condition = h.accept_ack_type or "AL"
+        if condition == "NE":
+            return None
+        if condition == "ER" and a.code == "AA":
+            return None
+        if condition == "SU" and a.code != "AA":
+            return None
+        return ENHANCED[a.code]
+    return a.code
+
+
+def dedup_key(h: Header) -> str:
+    return f"{h.sending_application}\x1f{h.sending_facility}\x1f{h.control_id}"
+
+
+class Intake:
+    """Per-listener intake: assess, route, store durably, then answer."""
+
+    def __init__(self, listener: dict, *, writer, router, metrics, clock):
+        self.listener = listener
+        self.name = listener["name"]
+        self.writer = writer
+        self.router = router
+        self.clock = clock
+        self.window = float(listener.get("duplicate_window") or 0)
+        self.enhanced_ack = listener.get("enhanced_ack", True)
+        self.log = get_logger("intake", listener=self.name)
+        m = metrics
+        self.m_received = m.received.labels(self.name)
+        self.m_dup = m.duplicates.labels(self.name)
+        self.m_latency = m.ack_latency.labels(self.name)
+        self.m_store_errors = m.store_errors.labels(self.name)
+        self._acks = m.acks
+        self._rejected = m.rejected
+
+    # building rows ---------------------------------------------------------------------
+    def prepare(self, payload: bytes, peer: str, peer_cert: str | None = None):
+        """Assess a payload and build its row and ACK; nothing is written yet."""
+        a = assess(payload, self.listener, self.router)
+        h = a.header
+        now = self.clock.seconds()
+        code = ack_code_to_send(a, self.enhanced_ack)
+        ack = None
+        if code is not None:
+            charset = h.charset
+            ack = build_ack(h, code, now=now, errors=a.errors).encode(charset, errors="replace")
+        row = {
+            "received_at": now,
+            "listener": self.name,
+            "peer": peer,
+            "peer_cert": peer_cert,
+            "control_id": h.control_id[:199] if h else "",
+            "message_type": h.message_type[:16] if h else "",
+            "trigger": h.trigger[:16] if h else "",
+            "version": h.version[:16] if h else "",
+            "processing_id": h.processing_id[:8] if h else "",
+            "sending_application": h.sending_application[:227] if h else "",
+            "sending_facility": h.sending_facility[:227] if h else "",
+            "dedup_key": dedup_key(h) if h and a.status != REJECTED and h.control_id else None,
+            "status": a.status,
+            "reason": a.reason,
+            "routes": ",".join(a.channels) or None,
+            "charset": h.charset if h else "",
+            "size": len(payload),
+            "ack_code": code,
+            "ack": ack,
+            "duplicates": 0,
+            "source_file": None,
+            "raw": payload,
+        }
+        return a, row
+
+    def record(self, a: Assessment, row: dict, result) -> bytes | None:
+        """Metrics and logs once the row is durable; returns the ACK to send."""
+        self.m_received.inc()
+        if result.duplicate_of is not None:
+            self.m_dup.inc()
+            self.log.info("duplicate", message_id=result.id, control_id=row["control_id"])
+            ack = result.ack
+            code = row["ack_code"] if ack is None else _msa1(ack)
+        else:
+            ack, code = row["ack"], row["ack_code"]
+            if a.status == REJECTED:
+                self._rejected.labels(self.name, a.reason_code or "other").inc()
+                self.log.warning(
+                    "rejected",
+                    message_id=result.id,
+                    control_id=row["control_id"],
+                    reason=a.reason_code,
+                    ack=code,
+                )
+            if "unknown_charset" in a.warnings:
+                self.log.warning(
+                    "unknown MSH-18 character set; used the listener default",
+                    message_id=result.id,
+                    charset=row["charset"],
+                )
+        if code is not None:
+            self._acks.labels(self.name, code).inc()
+        return ack
+
+    # MLLP path -------------------------------------------------------------------------
+    def handle(self, payload: bytes, peer: str, peer_cert: str | None = None) -> Deferred:
+        """Store one MLLP payload; fires with the ACK bytes to send (unframed) or None."""
+        started = time.perf_counter()
+        a, row = self.prepare(payload, peer, peer_cert)
+        d = self.writer.submit([row], [self.window if row["dedup_key"] else 0.0])
+
+        def stored(results):
+            ack = self.record(a, row, results[0])
+            self.m_latency.observe(time.perf_counter() - started)
+            return ack
+
+        def failed(f: Failure):
+            return self.store_failed(a, f)
+
+        return d.addCallbacks(stored, failed)
+
+    def store_failed(self, a: Assessment, f: Failure) -> bytes | None:
+        """Safe storage failed (case 45): CR in enhanced mode, AE otherwise; not routed."""
+        self.m_store_errors.inc()
+        self.log.error("store write failed", error=f.getErrorMessage()[:200])
+        h = a.header
+        if h is None or not h.control_id:
+            return None
+        code = "CR" if self.enhanced_ack and h.enhanced else "AE"
+        self._acks.labels(self.name, code).inc()
+        err = AckError(207, "message could not be stored; send it again")
+        return build_ack(h, code, now=self.clock.seconds(), errors=[err]).encode(
+            h.charset, errors="replace"
+        )
+
+
+def _msa1(ack: bytes) -> str | None:
+    i = ack.find(b"\rMSA")
+    if i < 0:
+        return None
+    return ack[i + 5 : i + 7].decode("ascii", "replace")

@@ -1,0 +1,1 @@
+"""Sources: where messages come in (MLLP over TCP/TLS, drop directories)."""

@@ -1,0 +1,129 @@
+"""The MLLP listener: frames from :mod:`engine.mllp.framing`, ACKs written in frame order."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from engine.logging import get_logger
+from engine.mllp.framing import FrameReceiver, frame
+
+log = get_logger("mllp")
+
+
+class MLLPServerProtocol(FrameReceiver):
+    factory: MLLPServerFactory
+
+    def connectionMade(self) -> None:
+        f = self.factory
+        self.clock = f.clock
+        self.max_frame_size = f.max_frame_size
+        self.frame_timeout = f.frame_timeout
+        self.idle_timeout = f.idle_timeout
+        self.require_end_of_data = f.require_end_of_data
+        super().connectionMade()
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self._pending: deque = deque()  # [ack bytes | None | _WAIT] in frame order
+        self._cert_checked = False
+        self.peer_cert: str | None = None
+        f.connectionOpened(self)
+
+    def connectionLost(self, reason=None) -> None:
+        super().connectionLost(reason)
+        self.factory.connectionClosed(self)
+
+    def _peerCert(self) -> str | None:
+        if not self._cert_checked:
+            self._cert_checked = True
+            if self.factory.tls:
+                from engine.tls import peer_certificate_info
+
+                info = peer_certificate_info(self.transport)
+                self.peer_cert = info["subject"] if info else None
+        return self.peer_cert
+
+    def frameReceived(self, payload: bytes) -> None:
+        d = self.factory.intake.handle(payload, self.peer, self._peerCert())
+        slot = [_WAIT]
+        self._pending.append(slot)
+        d.addCallbacks(self._ackReady, self._ackFailed, (slot,), None, (slot,), None)
+
+    def _ackReady(self, ack: bytes | None, slot: list) -> None:
+        slot[0] = ack
+        pending = self._pending
+        transport = self.transport
+        while pending and pending[0][0] is not _WAIT:
+            ack = pending.popleft()[0]
+            if ack is not None and not self._closing:
+                transport.write(frame(ack))
+        self._last = self.clock.seconds()
+
+    def _ackFailed(self, f: Failure, slot: list) -> None:
+        log.error("intake failed", peer=self.peer, error=f.getErrorMessage()[:200])
+        self._ackReady(None, slot)
+
+    def isBusy(self) -> bool:
+        return bool(self._pending)
+
+    def frameError(self, reason: str, discarded: int) -> None:
+        self.factory.frameError(self, reason, discarded)
+
+    def junkReceived(self, junk: bytes) -> None:
+        self.factory.frameError(self, "junk", len(junk))
+
+
+_WAIT = object()
+
+
+class MLLPServerFactory(Factory):
+    protocol = MLLPServerProtocol
+
+    def __init__(self, listener: dict, intake, metrics, clock, tls: bool = False):
+        self.listener = listener
+        self.name = listener["name"]
+        self.intake = intake
+        self.clock = clock
+        self.tls = tls
+        self.max_frame_size = int(listener.get("max_frame_size") or 16 * 1024 * 1024)
+        self.frame_timeout = listener.get("frame_timeout", 10.0)
+        self.idle_timeout = listener.get("idle_timeout")
+        self.require_end_of_data = listener.get("require_end_of_data", True)
+        self.max_connections = int(listener.get("max_connections") or 100)
+        self.open: set[MLLPServerProtocol] = set()
+        self.log = get_logger("mllp", listener=self.name)
+        self.m_conn = metrics.connections.labels(self.name)
+        self.m_refused = metrics.connections_refused.labels(self.name)
+        self.m_open = metrics.connections_open.labels(self.name)
+        self._frame_errors = metrics.frame_errors
+
+    def buildProtocol(self, addr):
+        if len(self.open) >= self.max_connections:
+            self.m_refused.inc()
+            self.log.warning(
+                "connection refused: max_connections reached",
+                peer=f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}",
+                max_connections=self.max_connections,
+            )
+            return None
+        return super().buildProtocol(addr)
+
+    def connectionOpened(self, proto: MLLPServerProtocol) -> None:
+        self.open.add(proto)
+        self.m_conn.inc()
+        self.m_open.inc()
+        self.log.debug("connection opened", peer=proto.peer)
+
+    def connectionClosed(self, proto: MLLPServerProtocol) -> None:
+        if proto in self.open:
+            self.open.discard(proto)
+            self.m_open.dec()
+        # A connect-then-close probe (load balancer health check) is not worth more than debug.
+        self.log.debug("connection closed", peer=proto.peer, frames=proto.frames_seen)
+
+    def frameError(self, proto: MLLPServerProtocol, reason: str, discarded: int) -> None:
+        self._frame_errors.labels(self.name, reason).inc()
+        level = self.log.info if reason in ("idle_timeout", "empty_frame") else self.log.warning
+        level("mllp framing: " + reason.replace("_", " "), peer=proto.peer, bytes=discarded)
