@@ -1,0 +1,128 @@
+"""Checks across values once every file is validated: names that must be unique, listeners
+that would bind the same port or read the same directory, routes that name unknown
+channels or listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .endpoints import Endpoint, parse_endpoint
+from .errors import Problem, display_path
+from .loader import Location
+from .validation import Path_, did_you_mean
+
+Locations = Mapping[Path_, Location]
+
+
+def _problem(locations: Locations, path: Path_, message: str) -> Problem | None:
+    location = locations.get(path)
+    return location.problem(message) if location else None
+
+
+def _label(listener: dict[str, Any], index: int) -> str:
+    name = listener.get("name")
+    return f"'{name}'" if isinstance(name, str) else str(index + 1)
+
+
+def _server_endpoint(text: Any) -> Endpoint | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_endpoint(text, server=True)
+    except ValueError:
+        return None
+
+
+def check_listeners(
+    listeners: list[Any], admin: dict[str, Any] | None, locations: Locations
+) -> list[Problem]:
+    """Duplicate names, shared ports or socket paths (admin included), shared directories."""
+    found: list[Problem | None] = []
+    names: dict[str, Location | None] = {}
+    bound: list[tuple[str, Endpoint]] = []
+    read: dict[Any, str] = {}
+    for index, listener in enumerate(listeners):
+        if not isinstance(listener, dict):
+            continue
+        label = _label(listener, index)
+        name = listener.get("name")
+        if isinstance(name, str):
+            if name in names:
+                found.append(
+                    _problem(
+                        locations,
+                        ("listeners", index, "name"),
+                        f"duplicate listener name '{name}' (first at {names[name]})",
+                    )
+                )
+            names.setdefault(name, locations.get(("listeners", index, "name")))
+        endpoint = _server_endpoint(listener.get("mllp"))
+        if endpoint is not None:
+            for other_label, other in bound:
+                if endpoint.binds_same_as(other):
+                    found.append(
+                        _problem(
+                            locations,
+                            ("listeners", index, "mllp"),
+                            f"listeners {other_label} and {label} both bind {endpoint.describe()}",
+                        )
+                    )
+                    break
+            bound.append((label, endpoint))
+        directory = listener.get("directory")
+        if directory:
+            if directory in read:
+                found.append(
+                    _problem(
+                        locations,
+                        ("listeners", index, "directory"),
+                        f"listeners {read[directory]} and {label} both read "
+                        f"{display_path(directory)}",
+                    )
+                )
+            read.setdefault(directory, label)
+    if isinstance(admin, dict):
+        found.extend(_check_admin(admin, bound, locations))
+    return [problem for problem in found if problem is not None]
+
+
+def _check_admin(
+    admin: dict[str, Any], bound: list[tuple[str, Endpoint]], locations: Locations
+) -> list[Problem | None]:
+    endpoint = _server_endpoint(admin.get("listen"))
+    if endpoint is None:
+        return []
+    for index, (label, other) in enumerate(bound):
+        if endpoint.binds_same_as(other):
+            message = f"listener {label} and the admin API both bind {endpoint.describe()}"
+            if ("admin", "listen") in locations:
+                return [_problem(locations, ("admin", "listen"), message)]
+            return [_problem(locations, ("listeners", index, "mllp"), message)]
+    return []
+
+
+def check_routes(
+    routes: list[Any],
+    listener_names: Collection[str],
+    channel_names: Collection[str],
+    locations: Locations,
+) -> list[Problem]:
+    """Every channel in `to` is loaded; every `match.listener` is defined."""
+    found: list[Problem | None] = []
+    for index, route in enumerate(routes):
+        if not isinstance(route, dict):
+            continue
+        for position, name in enumerate(route.get("to") or []):
+            if isinstance(name, str) and name not in channel_names:
+                hint = did_you_mean(name, channel_names)
+                path = ("routes", index, "to", position)
+                found.append(_problem(locations, path, f"unknown channel '{name}'{hint}"))
+        match = route.get("match")
+        listeners = match.get("listener") if isinstance(match, dict) else None
+        for position, name in enumerate(listeners or []):
+            if isinstance(name, str) and name not in listener_names:
+                hint = did_you_mean(name, listener_names)
+                path = ("routes", index, "match", "listener", position)
+                found.append(_problem(locations, path, f"unknown listener '{name}'{hint}"))
+    return [problem for problem in found if problem is not None]

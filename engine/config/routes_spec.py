@@ -1,0 +1,372 @@
+"""The spec of routes.yaml: store, listeners, admin, logging, routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from .fieldtypes import (
+    Bool,
+    Charset,
+    DirPath,
+    Duration,
+    EndpointString,
+    Enum,
+    FilePath,
+    Int,
+    ListOf,
+    Size,
+    String,
+    StrOrList,
+    resolve_path,
+)
+from .spec import Field, Nested, Spec
+from .validation import At, Ctx, FieldType, is_null
+
+NAME_PATTERN = r"[A-Za-z0-9_.-]+"
+NAME_HINT = "use only letters, digits, '_', '.' and '-'"
+HL7_VERSIONS = (
+    "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1",
+    "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2",
+)  # fmt: skip
+DEFAULT_STORE = "sqlite:///var/switchboard.db"
+
+
+def name_type() -> String:
+    return String(NAME_PATTERN, NAME_HINT)
+
+
+class StoreUrl(FieldType):
+    """A SQLAlchemy URL for sqlite or postgresql; a relative sqlite path starts at the
+    config file's directory (`sqlite:///var/x.db` -> `sqlite:////srv/var/x.db`)."""
+
+    name = "database URL"
+
+    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
+        if not isinstance(node, ScalarNode) or is_null(node):
+            return self.wrong_type(node, ctx, at)
+        url = node.value
+        scheme, sep, rest = url.partition("://")
+        dialect = scheme.split("+", 1)[0]
+        if not sep or dialect not in ("sqlite", "postgresql"):
+            return ctx.error(
+                node,
+                f"unsupported store '{mask_password(url)}' for {at.key}: "
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+            )
+        if dialect == "postgresql":
+            return url
+        if rest and not rest.startswith("/"):
+            return ctx.error(node, f"invalid store '{url}' for {at.key}: write sqlite:///PATH")
+        path, query_sep, query = rest[1:].partition("?")
+        if not path or path == ":memory:" or path.startswith("/") or path.startswith("file:"):
+            return url
+        return f"{scheme}:///{resolve_path(path, ctx.base_dir)}{query_sep}{query}"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^(sqlite|postgresql)(\\+[a-z0-9_]+)?://"}
+
+    def doc(self) -> str:
+        return "SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://...)"
+
+
+_PASSWORD = re.compile(r"^([A-Za-z0-9+.-]+://[^:/@]*:)[^@/]*@")
+
+
+def mask_password(url: str) -> str:
+    """`postgresql://u:secret@h/db` -> `postgresql://u:***@h/db`."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def _finish_tls(value: dict[str, Any], node: MappingNode, ctx: Ctx, where: str) -> None:
+    if value["require_client_cert"] is None:
+        value["require_client_cert"] = "want" if value["client_ca"] else "none"
+    elif value["require_client_cert"] in ("want", "require") and value["client_ca"] is None:
+        ctx.error(
+            node,
+            f"require_client_cert '{value['require_client_cert']}' needs 'client_ca' in {where}",
+        )
+
+
+TLS = Spec(
+    "tls",
+    "TLS for an MLLP listener; with client_ca it can require client certificates (mutual TLS).",
+    (
+        Field(
+            "cert",
+            FilePath(),
+            "Server certificate (PEM), with its chain.",
+            required=True,
+            example="certs/server.pem",
+        ),
+        Field(
+            "key",
+            FilePath(),
+            "Private key of the certificate (PEM).",
+            required=True,
+            example="certs/server.key",
+        ),
+        Field(
+            "client_ca",
+            FilePath(),
+            "CA certificates (PEM) that client certificates must chain to.",
+            example="certs/ca.pem",
+        ),
+        Field(
+            "require_client_cert",
+            Enum("none", "want", "require", bools={True: "require", False: "none"}),
+            "Ask for a client certificate (want) or refuse peers without one (require).",
+            default_doc="want when client_ca is given, else none",
+        ),
+        Field("min_version", Enum("1.2", "1.3"), "Lowest TLS version accepted.", default="1.2"),
+    ),
+    finish=_finish_tls,
+)
+
+LISTENER = Spec(
+    "listener",
+    "Where messages come in: an MLLP endpoint, or a directory that is watched for files.",
+    (
+        Field(
+            "name",
+            name_type(),
+            "Unique name, used in routes, logs and metrics.",
+            required=True,
+            example="lab-in",
+        ),
+        Field(
+            "mllp",
+            EndpointString(),
+            "Twisted server endpoint to accept MLLP on.",
+            example="tcp:2575",
+        ),
+        Field(
+            "directory",
+            DirPath(),
+            "Directory to take files from; done/ and error/ are made beside it.",
+            example="drop/in",
+        ),
+        Field(
+            "tls", Nested(TLS), "TLS settings; null for plain TCP.", nullable=True, requires="mllp"
+        ),
+        Field(
+            "ack",
+            Enum("on_receipt", "after_routing"),
+            "Send AA once the message is stored (on_receipt) or once channels ran (after_routing).",
+            default="on_receipt",
+        ),
+        Field(
+            "enhanced_ack",
+            Bool(),
+            "Honour MSH-15/16 (enhanced acknowledgement mode).",
+            default=True,
+        ),
+        Field("charset", Charset(), "Charset used when MSH-18 is empty.", default="iso-8859-1"),
+        Field(
+            "versions",
+            ListOf(String(json_types=("string", "number"))),
+            "HL7 versions (MSH-12) accepted.",
+            default=list(HL7_VERSIONS),
+        ),
+        Field(
+            "processing_ids",
+            ListOf(Enum("P", "T", "D")),
+            "Processing IDs (MSH-11) accepted.",
+            default=["P", "T", "D"],
+        ),
+        Field(
+            "duplicate_window",
+            Duration(),
+            "How long a control ID (MSH-10) from the same "
+            "sender counts as a duplicate; 0 disables duplicate detection.",
+            default="24h",
+        ),
+        Field(
+            "max_frame_size",
+            Size(min=1024),
+            "Largest MLLP frame accepted.",
+            default="16MiB",
+            requires="mllp",
+        ),
+        Field(
+            "frame_timeout",
+            Duration(),
+            "Longest wait inside a frame before the connection is dropped.",
+            default="10s",
+            requires="mllp",
+        ),
+        Field(
+            "idle_timeout",
+            Duration(),
+            "Close a connection idle this long; null never closes it.",
+            nullable=True,
+            requires="mllp",
+        ),
+        Field(
+            "max_connections",
+            Int(min=1),
+            "Most connections open at once.",
+            default=100,
+            requires="mllp",
+        ),
+        Field(
+            "require_end_of_data",
+            Bool(),
+            "A frame ends with 1C 0D (true) or a lone 1C is accepted too (false).",
+            default=True,
+            requires="mllp",
+        ),
+        Field(
+            "normalize_newlines",
+            Bool(),
+            "Turn LF and CRLF segment separators into CR.",
+            default=True,
+        ),
+        Field(
+            "poll_interval",
+            Duration(),
+            "How often the directory is scanned.",
+            default="1s",
+            requires="directory",
+        ),
+        Field(
+            "settle_time",
+            Duration(),
+            "A file must stay unchanged this long before it is taken.",
+            default="2s",
+            requires="directory",
+        ),
+        Field(
+            "pattern",
+            String(),
+            "Glob of the file names to take.",
+            default="*",
+            requires="directory",
+            example="*.hl7",
+        ),
+    ),
+    label_key="name",
+    exactly_one_of=("mllp", "directory"),
+)
+
+ADMIN = Spec(
+    "admin",
+    "The admin HTTP API, dashboard, /metrics and health checks.",
+    (
+        Field(
+            "listen",
+            EndpointString(),
+            "Twisted server endpoint of the admin API.",
+            default="tcp:8480:interface=127.0.0.1",
+        ),
+        Field(
+            "token",
+            String(),
+            "Bearer token the API requires; keep it out of git with ${SWITCHBOARD_ADMIN_TOKEN}.",
+            example="${SWITCHBOARD_ADMIN_TOKEN}",
+        ),
+    ),
+)
+
+LOGGING = Spec(
+    "logging",
+    "Log level and format (auto: readable on a terminal, JSON otherwise).",
+    (
+        Field(
+            "level",
+            Enum("debug", "info", "warning", "error"),
+            "Lowest level logged.",
+            default="info",
+        ),
+        Field("format", Enum("auto", "console", "json"), "Output format.", default="auto"),
+    ),
+)
+
+STORE_OPTIONS = Spec(
+    "store_options",
+    "Tuning of the message store.",
+    (
+        Field(
+            "synchronous",
+            Enum("off", "normal", "full", "extra"),
+            "SQLite synchronous pragma (full: an ACKed message survives a power cut).",
+            default="full",
+        ),
+        Field(
+            "max_batch",
+            Int(min=1, max=100000),
+            "Most writes committed in one transaction.",
+            default=2000,
+        ),
+        Field("pool_size", Int(min=1), "Database connections (PostgreSQL).", default=5),
+    ),
+)
+
+
+def _match_values() -> StrOrList:
+    return StrOrList(String(json_types=("string", "number")))
+
+
+MATCH = Spec(
+    "match",
+    "What a route takes; every key given must match (a list means any of its values). "
+    "An empty match takes every message.",
+    (
+        Field("listener", _match_values(), "Listener names.", example="lab-in"),
+        Field("type", _match_values(), "Message type, MSH-9.1.", example="ORU"),
+        Field("trigger", _match_values(), "Trigger event, MSH-9.2.", example="R01"),
+        Field("sending_application", _match_values(), "MSH-3.1.", example="LIS"),
+        Field("sending_facility", _match_values(), "MSH-4.1.", example="QUEST"),
+        Field("version", _match_values(), "MSH-12.1.", example="2.5.1"),
+        Field("processing_id", StrOrList(Enum("P", "T", "D")), "MSH-11.1.", example="P"),
+    ),
+)
+
+ROUTE = Spec(
+    "route",
+    "Sends the messages it matches to channels.",
+    (
+        Field("name", String(), "Optional name, shown in logs."),
+        Field("match", Nested(MATCH), "What the route takes.", default={}),
+        Field(
+            "to",
+            StrOrList(name_type(), min_items=1),
+            "Channel names.",
+            required=True,
+            example=["lab-results"],
+        ),
+    ),
+    label_key="name",
+)
+
+ROUTES = Spec(
+    "routes.yaml",
+    "The file `switchboard run` reads: store, listeners, admin, logging and routes.",
+    (
+        Field(
+            "store",
+            StoreUrl(),
+            "Where messages and queues are kept.",
+            default=DEFAULT_STORE,
+            example="postgresql+psycopg://switchboard:${PGPASSWORD}@db/switchboard",
+        ),
+        Field("store_options", Nested(STORE_OPTIONS), "Store tuning.", default={}),
+        Field(
+            "channels_dir",
+            DirPath(),
+            "Directory of the channel files (*.yaml).",
+            default="channels",
+        ),
+        Field("listeners", ListOf(Nested(LISTENER)), "Where messages come in.", default=[]),
+        Field(
+            "admin",
+            Nested(ADMIN),
+            "Admin API; off unless given (`admin: {}` turns it on with its defaults).",
+            nullable=True,
+        ),
+        Field("logging", Nested(LOGGING), "Logging.", default={}),
+        Field("routes", ListOf(Nested(ROUTE)), "Which channels get which messages.", default=[]),
+    ),
+)
