@@ -1,0 +1,339 @@
+"""The ``switchboard`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from engine import __version__
+
+DEFAULT_CONFIG = "routes.yaml"
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    envvar="SWITCHBOARD_CONFIG",
+    help="routes.yaml to use (env SWITCHBOARD_CONFIG).",
+)
+
+
+def _load(config_path: str):
+    """Load and validate the config, or print every error and exit 1."""
+    from engine.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(exc.format("nothing was started."), err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="switchboard")
+def cli() -> None:
+    """Switchboard, an HL7 v2 interface engine."""
+
+
+# run / check ---------------------------------------------------------------------------
+@cli.command()
+@config_option
+def run(config_path: str) -> None:
+    """Start the engine on CONFIG; SIGTERM or SIGINT stops it cleanly."""
+    started = time.perf_counter()
+    config = _load(config_path)
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+
+    from engine.app import Switchboard
+    from engine.logging import configure_logging, get_logger
+
+    configure_logging(config.logging["level"], config.logging["format"])
+    log = get_logger("switchboard")
+    engine = Switchboard(config, reactor)
+    try:
+        engine.startService()
+    except CannotListenError as exc:
+        click.echo(
+            f"switchboard: cannot listen on {exc.interface or '*'}:{exc.port}: {exc.socketError}."
+            " Is another engine running? Change the port in the config.",
+            err=True,
+        )
+        sys.exit(1)
+    except Exception as exc:  # store unreachable, bad certificate...
+        click.echo(f"switchboard: could not start: {exc}", err=True)
+        sys.exit(1)
+    reactor.addSystemEventTrigger("before", "shutdown", engine.stopService)
+    log.info(
+        "started",
+        version=__version__,
+        listeners=len(config.listeners),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    reactor.run()
+    log.info("stopped")
+
+
+@cli.command()
+@config_option
+def check(config_path: str) -> None:
+    """Validate CONFIG and its channels: print every error (exit 1) or a summary (exit 0)."""
+    from engine.config import ConfigError, load_config, summary
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(exc.format(None), err=True)
+        sys.exit(1)
+    click.echo(summary(config))
+
+
+# send ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("address", metavar="HOST:PORT")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each ACK.")
+@click.option("--tls", is_flag=True, help="Connect with TLS.")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA to verify the server.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Client private key.")
+@click.option("--server-name", help="Name to verify the server certificate against.")
+def send(address, files, timeout, tls, ca, cert, key, server_name) -> None:
+    """Send the messages in FILE... over MLLP and print each ACK code.
+
+    Exits 1 when any ACK is not AA/CA, or on a timeout or connection error.
+    """
+    from engine.mllp.client import (
+        BlockingMLLPClient,
+        MLLPClientError,
+        ack_code,
+        split_messages,
+        tls_context,
+    )
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:2575", param_hint="HOST:PORT")
+    host = host.strip("[]")
+    batches = []
+    for name in files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {name}: {exc.strerror}") from None
+        msgs = split_messages(data)
+        if not msgs:
+            raise click.ClickException(f"{name}: no HL7 message (no segment starting with MSH)")
+        batches.append((name, msgs))
+    ctx = tls_context(ca, cert, key) if (tls or ca or cert) else None
+    failed = 0
+    try:
+        client = BlockingMLLPClient(
+            host, int(port), timeout=timeout, tls=ctx, server_hostname=server_name
+        )
+    except (OSError, MLLPClientError) as exc:
+        raise click.ClickException(f"cannot connect to {address}: {exc}") from None
+    with client:
+        for name, msgs in batches:
+            for i, msg in enumerate(msgs, 1):
+                control_id = _control_id(msg)
+                label = f"{name}#{i}" if len(msgs) > 1 else name
+                try:
+                    ack = client.send(msg)
+                except (OSError, MLLPClientError) as exc:
+                    click.echo(f"{label} {control_id}: FAILED {exc}")
+                    sys.exit(1)
+                code = ack_code(ack) or "??"
+                click.echo(f"{label} {control_id}: {code}")
+                if code not in ("AA", "CA"):
+                    failed += 1
+    if failed:
+        sys.exit(1)
+
+
+def _control_id(msg: bytes) -> str:
+    first = msg.split(b"\r", 1)[0].decode("latin-1")
+    parts = first.split(first[3]) if len(first) > 3 else []
+    return parts[9] if len(parts) > 9 else ""
+
+
+# messages -------------------------------------------------------------------------------
+def _parse_time(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from engine.config.spec import parse_duration
+
+    try:
+        return time.time() - parse_duration(value)
+    except (ValueError, TypeError):
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use an ISO time (2026-11-21T10:00) or an age (15m, 2h, 1d)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return dt.timestamp()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def _store_engine(config_path: str):
+    config = _load(config_path)
+    from engine.store.db import create_store_engine
+
+    return create_store_engine(config.store)
+
+
+@cli.group(invoke_without_command=True)
+@config_option
+@click.option("--control-id", help="MSH-10.")
+@click.option("--type", "message_type", help="MSH-9.1, or type^trigger (ADT^A01).")
+@click.option("--status", type=click.Choice(["received", "routed", "unrouted", "rejected"]))
+@click.option("--listener")
+@click.option("--since", help="ISO time or age (15m, 2h, 1d).")
+@click.option("--until", help="ISO time or age.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_context
+def messages(ctx, config_path, control_id, message_type, status, listener, since, until, limit,
+             as_json):  # fmt: skip
+    """List stored messages, newest first (see also: messages show ID)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"config_path": config_path, "as_json": as_json}
+        return
+    from engine.store.queries import MessageFilter, list_messages
+
+    engine = _store_engine(config_path)
+    f = MessageFilter(
+        control_id=control_id,
+        message_type=message_type,
+        status=status,
+        listener=listener,
+        since=_parse_time(since),
+        until=_parse_time(until),
+        limit=limit,
+    )
+    try:
+        rows = list_messages(engine, f)
+    except Exception as exc:
+        raise click.ClickException(f"cannot read the store: {_short(exc)}") from None
+    if as_json:
+        for row in rows:
+            row["received_at"] = _iso(row["received_at"])
+            click.echo(json.dumps(row))
+        return
+    if not rows:
+        click.echo("no messages match")
+        return
+    click.echo(f"{'ID':>8}  {'RECEIVED (UTC)':23}  {'LISTENER':12} {'TYPE':8} {'CONTROL ID':22} "
+               f"{'STATUS':9} ACK")  # fmt: skip
+    for r in rows:
+        kind = f"{r['message_type']}^{r['trigger']}" if r["trigger"] else r["message_type"]
+        click.echo(
+            f"{r['id']:>8}  {_iso(r['received_at'])[:23]:23}  {r['listener'][:12]:12} "
+            f"{kind[:8]:8} {r['control_id'][:22]:22} {r['status']:9} {r['ack_code'] or '-'}"
+        )
+
+
+@messages.command("show")
+@click.argument("message_id", type=int)
+@click.option("--raw", is_flag=True, help="Write the raw bytes as received to stdout.")
+@click.pass_context
+def messages_show(ctx, message_id: int, raw: bool) -> None:
+    """Show one stored message: metadata, the ACK and the message as received."""
+    from engine.store.queries import get_message
+
+    engine = _store_engine(ctx.obj["config_path"])
+    row = get_message(engine, message_id)
+    if row is None:
+        raise click.ClickException(f"no message with id {message_id}")
+    if raw:
+        sys.stdout.buffer.write(row["raw"])
+        return
+    body = row.pop("raw")
+    ack = row.pop("ack")
+    row.pop("dedup_key", None)
+    row["received_at"] = _iso(row["received_at"])
+    charset = row.get("charset") or "latin-1"
+    text = body.decode(charset, errors="replace")
+    ack_text = ack.decode(charset, errors="replace") if ack else None
+    if ctx.obj["as_json"]:
+        click.echo(json.dumps({**row, "message": text, "ack": ack_text}))
+        return
+    for k, v in row.items():
+        click.echo(f"{k:20} {'' if v is None else v}")
+    click.echo("\n-- ACK sent --")
+    click.echo((ack_text or "(none)").replace("\r", "\n").rstrip("\n"))
+    click.echo("\n-- message as received --")
+    click.echo(text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n"))
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300]
+
+
+# certs -----------------------------------------------------------------------------------
+@cli.group()
+def certs() -> None:
+    """Development certificates."""
+
+
+@certs.command("init")
+@click.option("--dir", "directory", default="certs", show_default=True, type=click.Path())
+@click.option("--host", "hosts", multiple=True, help="Extra server name or IP (repeatable).")
+@click.option("--days", default=825, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def certs_init(directory: str, hosts: tuple[str, ...], days: int, force: bool) -> None:
+    """Make a dev CA, a server and a client certificate (keys are git-ignored)."""
+    from engine.certs import init_certs
+
+    names = ["localhost", "127.0.0.1", "::1", *hosts]
+    try:
+        paths = init_certs(Path(directory), hosts=names, days=days, force=force)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+# migrate ---------------------------------------------------------------------------------
+@cli.command()
+@config_option
+def migrate(config_path: str) -> None:
+    """Bring the store's schema up to date (run also does this on start)."""
+    from engine.store import migrations
+
+    engine = _store_engine(config_path)
+    try:
+        migrations.upgrade(engine)
+    except Exception as exc:
+        raise click.ClickException(f"migration failed: {_short(exc)}") from None
+    click.echo(f"store at revision {migrations.current(engine)}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # never a traceback to a user
+        if os.environ.get("SWITCHBOARD_DEBUG"):
+            raise
+        click.echo(
+            f"switchboard: unexpected error: {_short(exc)} (set SWITCHBOARD_DEBUG=1 to see the "
+            "traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(70)

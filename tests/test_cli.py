@@ -1,0 +1,190 @@
+"""The switchboard command as a user runs it: real subprocesses, real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .engine_harness import write_config
+
+REPO = Path(__file__).resolve().parents[1]
+SWITCHBOARD = [sys.executable, "-m", "engine"]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sb(*args, cwd=None, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SWITCHBOARD, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def running(tmp_path):
+    """`switchboard run` in a subprocess on free ports; yields (config, mllp port, process)."""
+    mllp, admin = free_port(), free_port()
+    cfg = write_config(
+        tmp_path,
+        f"""
+listeners:
+  - name: mllp-in
+    mllp: "tcp:{mllp}:interface=127.0.0.1"
+admin: {{listen: "tcp:{admin}:interface=127.0.0.1"}}
+logging: {{level: info, format: json}}
+routes:
+  - {{match: {{type: ADT}}, to: [adt]}}
+""",
+    )
+    proc = subprocess.Popen(
+        [*SWITCHBOARD, "run", "-c", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"engine exited: {proc.stderr.read()}")
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("engine did not become healthy in 20 s")
+    yield cfg, mllp, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def write_msg(tmp_path: Path, name: str, control_id: str, version: str = "2.5") -> Path:
+    p = tmp_path / name
+    p.write_bytes(
+        f"MSH|^~\\&|SND|SF|RCV|RF|2024||ADT^A01|{control_id}|P|{version}\r"
+        "PID|1||123^^^H^MR||DOE^JANE\r".encode()
+    )
+    return p
+
+
+def test_send_messages_and_sigterm(running, tmp_path):
+    cfg, port, proc = running
+    a = write_msg(tmp_path, "a.hl7", "CLI1")
+    b = write_msg(tmp_path, "b.hl7", "CLI2")
+    out = sb("send", f"127.0.0.1:{port}", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{a} CLI1: AA", f"{b} CLI2: AA"]
+
+    bad = write_msg(tmp_path, "bad.hl7", "CLI3", version="9.9")
+    out = sb("send", f"127.0.0.1:{port}", str(bad))
+    assert out.returncode == 1 and out.stdout.strip() == f"{bad} CLI3: AR"
+
+    listed = sb("messages", "-c", str(cfg), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["control_id"], r["status"], r["ack_code"]) for r in rows] == [
+        ("CLI3", "rejected", "AR"), ("CLI2", "routed", "AA"), ("CLI1", "routed", "AA")
+    ]  # fmt: skip
+    assert "raw" not in rows[0]
+    only = sb("messages", "-c", str(cfg), "--json", "--control-id", "CLI2")
+    assert [json.loads(x)["control_id"] for x in only.stdout.splitlines()] == ["CLI2"]
+    table = sb("messages", "-c", str(cfg), "--status", "rejected")
+    assert "CLI3" in table.stdout and "CLI1" not in table.stdout
+    shown = sb("messages", "-c", str(cfg), "show", str(rows[2]["id"]))
+    assert "-- ACK sent --" in shown.stdout and "MSA|AA|CLI1" in shown.stdout
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    logs = proc.stderr.read()
+    events = [json.loads(line)["event"] for line in logs.splitlines() if line.startswith("{")]
+    assert "started" in events and "stopped" in events
+    assert "DOE" not in logs and "JANE" not in logs  # no PHI in logs
+
+
+def test_send_timeout_and_refused(tmp_path):
+    msg = write_msg(tmp_path, "a.hl7", "X1")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    port = silent.getsockname()[1]
+    out = sb("send", "--timeout", "0.5", f"127.0.0.1:{port}", str(msg))
+    silent.close()
+    assert out.returncode == 1 and "FAILED no ACK within 0.5 s" in out.stdout
+    out = sb("send", f"127.0.0.1:{free_port()}", str(msg))
+    assert out.returncode == 1 and "cannot connect to" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = sb("send", "nowhere", str(msg))
+    assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
+
+
+def test_check_ok_and_errors(tmp_path):
+    good = write_config(tmp_path, "listeners:\n  - {name: a, mllp: 'tcp:0:interface=127.0.0.1'}\n")
+    out = sb("check", "-c", str(good))
+    assert out.returncode == 0, out.stderr
+    assert "a" in out.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listeners:\n  - name: a\n    mlp: 'tcp:2575'\n")
+    out = sb("check", "-c", str(bad))
+    assert out.returncode == 1
+    assert "bad.yaml:3:5: unknown key 'mlp'" in out.stderr
+    assert "did you mean 'mllp'?" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_run_refuses_bad_config_and_busy_port(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listeners: 3\n")
+    out = sb("run", "-c", str(bad))
+    assert out.returncode == 1 and "nothing was started." in out.stderr
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    cfg = write_config(
+        tmp_path, f"listeners:\n  - {{name: a, mllp: 'tcp:{port}:interface=127.0.0.1'}}\n"
+    )
+    out = sb("run", "-c", str(cfg))
+    busy.close()
+    assert out.returncode == 1 and "cannot listen on" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_config_file(tmp_path):
+    out = sb("check", "-c", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 1 and "nope.yaml" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_certs_init(tmp_path):
+    out = sb("certs", "init", "--dir", str(tmp_path / "c"))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "ca.key", "ca.pem", "client.key", "client.pem", "server.key", "server.pem"]  # fmt: skip
+    again = sb("certs", "init", "--dir", str(tmp_path / "c"))
+    assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_env_without_pythonpath_runs_console_script():
+    exe = Path(sys.executable).parent / "switchboard"
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30,
+                         env={**os.environ})  # fmt: skip
+    assert out.returncode == 0 and "switchboard" in out.stdout

@@ -1,0 +1,134 @@
+"""MLLP over TLS and mutual TLS on a running engine, with certificates from `certs init`."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import pytest_twisted
+from sqlalchemy import select
+
+from engine.certs import init_certs
+from engine.mllp.client import BlockingMLLPClient, MLLPClientError, ack_code, tls_context
+from engine.mllp.framing import frame
+from engine.store.schema import messages
+
+from .engine_harness import in_thread, start_engine
+
+MSG = b"MSH|^~\\&|SND|SF|RCV|RF|2024||ADT^A01|T1|P|2.5\rPID|1\r"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    init_certs(d)
+    return d
+
+
+def tls_config(certs, mode: str) -> str:
+    return f"""
+listeners:
+  - name: tls-in
+    mllp: "tcp:0:interface=127.0.0.1"
+    tls:
+      cert: {certs / "server.pem"}
+      key: {certs / "server.key"}
+      client_ca: {certs / "ca.pem"}
+      require_client_cert: {mode}
+routes:
+  - {{match: {{type: ADT}}, to: [adt]}}
+"""
+
+
+@pytest.fixture
+def mtls_engine(tmp_path, certs):
+    sb = start_engine(tmp_path, tls_config(certs, "require"))
+    yield sb
+    pytest_twisted.blockon(sb.stopService())
+
+
+def stored(sb):
+    with sb.store.engine.connect() as conn:
+        return conn.execute(select(messages.c.control_id, messages.c.peer_cert)).all()
+
+
+@pytest_twisted.inlineCallbacks
+def test_mutual_tls_with_client_certificate(mtls_engine, certs):
+    port = mtls_engine.port_of("tls-in")
+    ctx = tls_context(str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client.key"))
+
+    def run():
+        with BlockingMLLPClient("127.0.0.1", port, timeout=10, tls=ctx,
+                                server_hostname="localhost") as c:  # fmt: skip
+            return ack_code(c.send(MSG))
+
+    assert (yield in_thread(run)) == "AA"
+    ((control_id, peer_cert),) = stored(mtls_engine)
+    assert control_id == "T1" and "CN=switchboard-dev-client" in peer_cert
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_client_certificate_refused_nothing_stored(mtls_engine, certs):  # case 62
+    port = mtls_engine.port_of("tls-in")
+    ctx = tls_context(str(certs / "ca.pem"), None, None)
+
+    def run():
+        try:
+            with BlockingMLLPClient("127.0.0.1", port, timeout=10, tls=ctx,
+                                    server_hostname="localhost") as c:  # fmt: skip
+                c.send(MSG)
+        except (ssl.SSLError, OSError, MLLPClientError) as exc:
+            return type(exc).__name__
+        return "accepted"
+
+    assert (yield in_thread(run)) != "accepted"
+    assert stored(mtls_engine) == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_plain_tcp_on_tls_port_closes_only_that_connection(mtls_engine, certs):  # case 65
+    port = mtls_engine.port_of("tls-in")
+    ctx = tls_context(str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client.key"))
+
+    def run():
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(frame(MSG))
+        data = b""
+        try:
+            while chunk := s.recv(4096):
+                data += chunk
+        except OSError:
+            pass
+        s.close()
+        with BlockingMLLPClient("127.0.0.1", port, timeout=10, tls=ctx,
+                                server_hostname="localhost") as c:  # fmt: skip
+            return data, ack_code(c.send(MSG.replace(b"T1", b"T2")))
+
+    data, code = yield in_thread(run)
+    assert b"MSA" not in data  # no ACK in clear text
+    assert code == "AA"
+    assert [r[0] for r in stored(mtls_engine)] == ["T2"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_server_only_tls_untrusted_server_refused_by_client(tmp_path, certs, tmp_path_factory):
+    sb = start_engine(tmp_path, tls_config(certs, "none"))
+    other = tmp_path_factory.mktemp("other-ca")
+    init_certs(other)
+    port = sb.port_of("tls-in")
+
+    def run(ca):
+        ctx = tls_context(str(ca), None, None)
+        try:
+            with BlockingMLLPClient("127.0.0.1", port, timeout=10, tls=ctx,
+                                    server_hostname="localhost") as c:  # fmt: skip
+                return ack_code(c.send(MSG))
+        except ssl.SSLCertVerificationError:
+            return "untrusted"
+
+    try:
+        assert (yield in_thread(run, certs / "ca.pem")) == "AA"
+        assert (yield in_thread(run, other / "ca.pem")) == "untrusted"  # case 64
+    finally:
+        yield sb.stopService()

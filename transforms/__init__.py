@@ -1,0 +1,1 @@
+"""Analysts' Python steps live here, importable as ``transforms.<module>:<function>``."""
