@@ -118,6 +118,13 @@ def test_send_messages_and_sigterm(running, tmp_path):
     assert "DOE" not in logs and "JANE" not in logs  # no PHI in logs
 
 
+def test_sigint_stops_cleanly(running):
+    _, _, proc = running
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0
+    assert "Traceback" not in proc.stderr.read()
+
+
 def test_send_timeout_and_refused(tmp_path):
     msg = write_msg(tmp_path, "a.hl7", "X1")
     silent = socket.socket()
