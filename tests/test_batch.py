@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +10,8 @@ from engine.hl7.batch import Batch, BatchError, batch_ack, file_ack, split_file
 from engine.hl7.header import read_header
 from engine.intake import assess
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "hl7"
+from .conftest import samples_or_skip
+
 NOW = 1704110401.0  # 2024-01-01 12:00:01 UTC
 LISTENER = {"name": "drop", "charset": "iso-8859-1"}
 
@@ -21,10 +21,7 @@ M2 = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ADT^A08^ADT_A01|C2|P|2.5\rPID|2\r
 
 
 def sample(name: str) -> bytes:
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"shared sample {path} not found (the /work/shared samples are not here)")
-    return path.read_bytes()
+    return (samples_or_skip() / name).read_bytes()
 
 
 def reject_reason(data: bytes) -> str:

@@ -13,14 +13,11 @@ from sqlalchemy import select
 from twisted.internet import task
 
 from engine.intake import Intake
-from engine.metrics import Metrics
 from engine.sources.file_drop import FileDropService
-from engine.store.db import create_store_engine
-from engine.store.migrations import upgrade
 from engine.store.schema import files, messages
-from engine.store.writer import StoreWriter
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "hl7"
+from .conftest import samples_or_skip
+
 T0 = 1_750_000_000.0
 LISTENER = {"name": "drop", "charset": "iso-8859-1", "duplicate_window": 86400.0,
             "ack": "on_receipt", "enhanced_ack": True, "normalize_newlines": True}  # fmt: skip
@@ -30,33 +27,7 @@ M3 = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ORU^R01^ORU_R01|C3|P|2.5\rOBX|1\r
 
 
 def sample(name: str) -> bytes:
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"shared sample {path} not found (the /work/shared samples are not here)")
-    return path.read_bytes()
-
-
-@pytest.fixture
-def store_engine(tmp_path):
-    engine = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def metrics():
-    return Metrics()
-
-
-@pytest.fixture
-def writer(store_engine):
-    from twisted.internet import reactor
-
-    w = StoreWriter(store_engine, reactor)
-    w.start()
-    yield w
-    pytest_twisted.blockon(w.stop())
+    return (samples_or_skip() / name).read_bytes()
 
 
 @pytest.fixture
