@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Engine
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -57,6 +57,7 @@ class StoreWriter:
         self._thread: threading.Thread | None = None
         self._stopped: Deferred | None = None
         self.pending = 0
+        self._sql: _Statements | None = None
 
     # reactor side ----------------------------------------------------------------------
     def start(self) -> None:
@@ -145,7 +146,9 @@ class StoreWriter:
         return outcomes
 
     def _write(self, conn, batch: list[WriteRequest]) -> list:
-        existing = self._existing(conn, batch)
+        sql = self._sql or _Statements(conn)
+        self._sql = sql
+        existing = self._existing(conn, sql, batch)
         inserts: list[dict] = []
         plan: list[list] = []  # per request: per row ("new", insert index) or ("dup", ...)
         seen: dict[str, tuple] = {}
@@ -172,10 +175,7 @@ class StoreWriter:
                 else:
                     steps.append(hit)
             plan.append(steps)
-        ids: list[int] = []
-        if inserts:
-            stmt = messages.insert().returning(messages.c.id, sort_by_parameter_order=True)
-            ids = list(conn.execute(stmt, inserts).scalars())
+        ids = sql.insert(conn, inserts) if inserts else []
         outcomes = []
         for req, steps in zip(batch, plan, strict=True):
             results: list = [] if req.file is None else [steps[0]]
@@ -199,7 +199,7 @@ class StoreWriter:
             )
         return outcomes
 
-    def _existing(self, conn, batch: list[WriteRequest]) -> dict[str, tuple]:
+    def _existing(self, conn, sql: _Statements, batch: list[WriteRequest]) -> dict[str, tuple]:
         keys = list(
             {
                 row["dedup_key"]
@@ -209,14 +209,69 @@ class StoreWriter:
             }
         )
         found: dict[str, tuple] = {}
-        m = messages.c
         for i in range(0, len(keys), _KEY_CHUNK):
-            chunk = keys[i : i + _KEY_CHUNK]
-            rows = conn.execute(
-                select(m.dedup_key, m.id, m.received_at, m.ack)
-                .where(m.dedup_key.in_(chunk))
-                .order_by(m.id)
-            )
-            for key, mid, received_at, ack in rows:
-                found[key] = ("dup", mid, received_at, ack)  # the newest wins
+            for key, mid, received_at, ack in sql.lookup(conn, keys[i : i + _KEY_CHUNK]):
+                found[key] = ("dup", mid, received_at, ack)  # ordered by id: the newest wins
         return found
+
+
+class _Statements:
+    """The writer's two hot statements, compiled once from the table metadata and run through
+    the driver's executemany: SQLAlchemy's per-call compile, parameter processing and
+    multi-row RETURNING cost more than SQLite itself here (bench/, py-spy).
+
+    Ids are allocated up front: from a sequence on PostgreSQL, from a counter on SQLite, whose
+    store has exactly one writer (this thread) by design.
+    """
+
+    def __init__(self, conn):
+        dialect = conn.dialect
+        self.sqlite = dialect.name == "sqlite"
+        cols = [c.name for c in messages.columns]
+        compiled = messages.insert().compile(dialect=dialect, column_keys=cols)
+        self.insert_sql = str(compiled)
+        self.order = tuple(compiled.positiontup) if compiled.positional else None
+        m = messages.c
+        select_sql = select(m.dedup_key, m.id, m.received_at, m.ack)
+        self.lookup_head = str(select_sql.compile(dialect=dialect)) + " WHERE dedup_key "
+        self.lookup_tail = " ORDER BY id"
+        self._in_cache: dict[int, str] = {}
+        if self.sqlite:
+            self.next_id = (conn.execute(select(func.max(m.id))).scalar() or 0) + 1
+        else:
+            self.sequence = conn.exec_driver_sql(
+                "SELECT pg_get_serial_sequence('messages', 'id')"
+            ).scalar()
+
+    def ids(self, conn, n: int) -> list[int]:
+        if self.sqlite:
+            first = self.next_id
+            self.next_id += n
+            return list(range(first, first + n))
+        rows = conn.exec_driver_sql(
+            "SELECT nextval(%(seq)s) FROM generate_series(1, %(n)s)", {"seq": self.sequence, "n": n}
+        )
+        return [r[0] for r in rows]
+
+    def insert(self, conn, rows: list[dict]) -> list[int]:
+        ids = self.ids(conn, len(rows))
+        for row, i in zip(rows, ids, strict=True):
+            row["id"] = i
+        if self.order is not None:
+            order = self.order
+            params = [tuple(row[k] for k in order) for row in rows]
+        else:
+            params = rows
+        conn.exec_driver_sql(self.insert_sql, params)
+        return ids
+
+    def lookup(self, conn, keys: list[str]):
+        if self.sqlite:
+            sql = self._in_cache.get(len(keys))
+            if sql is None:
+                placeholders = ",".join("?" * len(keys))
+                sql = f"{self.lookup_head}IN ({placeholders}){self.lookup_tail}"
+                self._in_cache[len(keys)] = sql
+            return conn.exec_driver_sql(sql, tuple(keys))
+        sql = f"{self.lookup_head}= ANY(%(keys)s){self.lookup_tail}"
+        return conn.exec_driver_sql(sql, {"keys": keys})
