@@ -56,13 +56,22 @@ class StoreService(Service):
 class ListenerService(StreamServerEndpointService):
     _raiseSynchronously = True
 
-    def __init__(self, endpoint, factory, description: str):
+    def __init__(self, endpoint, factory, description: str, mllp_factory=None):
         super().__init__(endpoint, factory)
         self.description = description
+        self.mllp_factory = mllp_factory  # the MLLP factory under a TLS wrapper, if any
 
     def startService(self) -> None:
         super().startService()
         self._waitingForPort.addCallback(self._listening)
+
+    def stopService(self):
+        """Stop accepting, then wait (bounded) until every ACK owed has been written."""
+        d = super().stopService()
+        if self.mllp_factory is not None:
+            drained = self.mllp_factory.stopReading()
+            d.addCallback(lambda _: drained)
+        return d
 
     def _listening(self, port):
         addr = port.getHost()
@@ -119,9 +128,8 @@ class Switchboard(MultiService):
 
                 wrapped = wrap_server_factory(factory, tls)
             svc = ListenerService(
-                serverFromString(self.reactor, listener["mllp"]), wrapped, listener["mllp"]
+                serverFromString(self.reactor, listener["mllp"]), wrapped, listener["mllp"], factory
             )
-            svc.factory_ = factory
         else:
             from engine.sources.file_drop import FileDropService
 

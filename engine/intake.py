@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from engine.hl7.ack import ENHANCED, AckError, build_ack
@@ -205,7 +205,10 @@ class Intake:
         """Store one MLLP payload; fires with the ACK bytes to send (unframed) or None."""
         started = time.perf_counter()
         a, row = self.prepare(payload, peer, peer_cert)
-        d = self.writer.submit([row], [self.window if row["dedup_key"] else 0.0])
+        try:
+            d = self.writer.submit([row], [self.window if row["dedup_key"] else 0.0])
+        except Exception:
+            return succeed(self.store_failed(a, Failure()))
 
         def stored(results):
             ack = self.record(a, row, results[0])

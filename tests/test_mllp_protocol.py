@@ -173,3 +173,32 @@ def test_frame_errors_counted():
     assert get("switchboard_frame_errors_total", {"listener": "lab-in", "reason": "junk"}) == 1
     assert get("switchboard_frame_errors_total",
                {"listener": "lab-in", "reason": "frame_too_large"}) == 1  # fmt: skip
+
+
+def test_shutdown_writes_owed_acks_then_closes_and_takes_no_more_frames():
+    factory, writer, metrics = setup()
+    busy, t1 = connect(factory)
+    idle, t2 = connect(factory)
+    busy.dataReceived(frame(msg(1)))
+    drained = factory.stopReading()
+    assert t2.disconnecting and not t1.disconnecting  # nothing owed on the idle one
+    busy.dataReceived(frame(msg(2)))  # arrives during shutdown: not stored, not ACKed
+    assert len(writer.requests) == 1
+    writer.commit(0)
+    assert acks(t1) == ["MSA|AA|C1"] and t1.disconnecting
+    assert not drained.called
+    busy.connectionLost(None)
+    idle.connectionLost(None)
+    assert drained.called
+    assert connect(factory) == (None, None)  # no new connections either
+    labels = {"listener": "lab-in", "reason": "shutting_down"}
+    assert metrics.registry.get_sample_value("switchboard_frame_errors_total", labels) == 1
+
+
+def test_shutdown_drain_is_bounded():
+    factory, _, _ = setup()
+    busy, _ = connect(factory)
+    busy.dataReceived(frame(msg(1)))
+    drained = factory.stopReading(timeout=5)
+    factory.clock.advance(5)
+    assert drained.called

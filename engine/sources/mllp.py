@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
@@ -46,6 +47,10 @@ class MLLPServerProtocol(FrameReceiver):
         return self.peer_cert
 
     def frameReceived(self, payload: bytes) -> None:
+        if self.factory.stopping:
+            # Shutting down: not stored, not ACKed; the sender sends it again after restart.
+            self.factory.frameError(self, "shutting_down", len(payload))
+            return
         d = self.factory.intake.handle(payload, self.peer, self._peerCert())
         slot = [_WAIT]
         self._pending.append(slot)
@@ -60,6 +65,8 @@ class MLLPServerProtocol(FrameReceiver):
             if ack is not None and not self._closing:
                 transport.write(frame(ack))
         self._last = self.clock.seconds()
+        if not pending and self.factory.stopping:
+            self.transport.loseConnection()  # every ACK owed is written: close after the flush
 
     def _ackFailed(self, f: Failure, slot: list) -> None:
         log.error("intake failed", peer=self.peer, error=f.getErrorMessage()[:200])
@@ -93,13 +100,37 @@ class MLLPServerFactory(Factory):
         self.require_end_of_data = listener.get("require_end_of_data", True)
         self.max_connections = int(listener.get("max_connections") or 100)
         self.open: set[MLLPServerProtocol] = set()
+        self.stopping = False
         self.log = get_logger("mllp", listener=self.name)
         self.m_conn = metrics.connections.labels(self.name)
         self.m_refused = metrics.connections_refused.labels(self.name)
         self.m_open = metrics.connections_open.labels(self.name)
         self._frame_errors = metrics.frame_errors
 
+    def stopReading(self, timeout: float = 10.0) -> Deferred:
+        """On shutdown: take no more frames, write the ACKs still owed as their commits end,
+        close each connection after its last ACK. Fires when all are closed, or at timeout."""
+        self.stopping = True
+        self._drained = Deferred()
+        for proto in list(self.open):
+            proto.transport.pauseProducing()
+            if not proto._pending:
+                proto.transport.loseConnection()
+        if not self.open:
+            self._drained.callback(None)
+        else:
+            timer = self.clock.callLater(timeout, self._drainTimeout)
+            self._drained.addBoth(lambda r: timer.cancel() if timer.active() else None)
+        return self._drained
+
+    def _drainTimeout(self) -> None:
+        self.log.warning("connections still open at shutdown", connections=len(self.open))
+        if not self._drained.called:
+            self._drained.callback(None)
+
     def buildProtocol(self, addr):
+        if self.stopping:
+            return None
         if len(self.open) >= self.max_connections:
             self.m_refused.inc()
             self.log.warning(
@@ -122,6 +153,8 @@ class MLLPServerFactory(Factory):
             self.m_open.dec()
         # A connect-then-close probe (load balancer health check) is not worth more than debug.
         self.log.debug("connection closed", peer=proto.peer, frames=proto.frames_seen)
+        if self.stopping and not self.open and not self._drained.called:
+            self._drained.callback(None)
 
     def frameError(self, proto: MLLPServerProtocol, reason: str, discarded: int) -> None:
         self._frame_errors.labels(self.name, reason).inc()
