@@ -15,7 +15,7 @@ from engine.admin.server import admin_site
 from engine.intake import Intake
 from engine.logging import get_logger
 from engine.metrics import Metrics
-from engine.router import Router
+from engine.pipeline import build_pipeline
 from engine.sources.mllp import MLLPServerFactory
 from engine.store import migrations
 from engine.store.db import create_store_engine
@@ -89,7 +89,7 @@ class Switchboard(MultiService):
         self.config = config
         self.reactor = reactor
         self.metrics = Metrics()
-        self.router = Router(config.routes)
+        self.pipeline = build_pipeline(config, self.metrics)
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
         self.intakes: dict[str, Intake] = {}
@@ -114,7 +114,7 @@ class Switchboard(MultiService):
         intake = Intake(
             listener,
             writer=self.writer,
-            router=self.router,
+            pipeline=self.pipeline,
             metrics=self.metrics,
             clock=self.reactor,
         )

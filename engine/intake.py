@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
+from engine.channel import ERRORED, FILTERED, ChannelResult
 from engine.hl7.ack import ENHANCED, AckError, build_ack
 from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
+from engine.hl7.message import Message
 from engine.logging import get_logger
+from engine.store.schema import ERRORED as ERRORED_STATUS
+from engine.store.schema import FILTERED as FILTERED_STATUS
 from engine.store.schema import REJECTED, ROUTED, UNROUTED
 
 ACK_MODES = ("on_receipt", "after_routing")
@@ -34,10 +38,57 @@ class Assessment:
     errors: list[AckError] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    message: _LazyMessage | None = None
+    results: list[ChannelResult] = field(default_factory=list)
+
+
+class _LazyMessage:
+    """Parse the message on first use only (routes with `when`, channels)."""
+
+    __slots__ = ("_message", "charset", "payload")
+
+    def __init__(self, payload: bytes, charset: str):
+        self.payload = payload
+        self.charset = charset
+        self._message: Message | None = None
+
+    def __call__(self) -> Message:
+        if self._message is None:
+            self._message = Message.from_bytes(self.payload, self.charset)
+        return self._message
+
+
+def apply_channels(a: Assessment, pipeline, listener: dict) -> None:
+    """Run the routed channels and fold their outcome into status, ACK code and ERRs.
+
+    A step error keeps the message (status errored, with channel, step and reason); in
+    after_routing mode it answers AE: validation failures as their ERR list, other failures
+    as ERR 207 naming the channel and step (HAPI's and Camel's choice for downstream errors,
+    protocol.md case 44).
+    """
+    if a.status != ROUTED or not pipeline.channels:
+        return
+    message = a.message()
+    name = listener["name"]
+    a.results = [pipeline.channels[ch].run(message, listener=name) for ch in a.channels]
+    errored = [r for r in a.results if r.status == ERRORED]
+    if errored:
+        a.status = ERRORED_STATUS
+        first = errored[0]
+        a.reason = f"channel {first.channel} step {first.step} ({first.step_kind}): {first.reason}"
+        a.reason_code = "step_error"
+        if listener.get("ack", "on_receipt") == "after_routing":
+            a.code = "AE"
+            for r in errored:
+                where = f"channel {r.channel} step {r.step} ({r.step_kind})"
+                a.errors.extend(r.errors or [AckError(207, f"{where}: {(r.reason or '')[:200]}")])
+    elif all(r.status == FILTERED for r in a.results):
+        a.status = FILTERED_STATUS
 
 
 def assess(payload: bytes, listener: dict, router=None) -> Assessment:
-    """Decide status and ACK code for one payload (protocol.md sections B and C)."""
+    """Decide status and ACK code for one payload (protocol.md sections B and C), before
+    channels run (see :func:`apply_channels`)."""
     norm = normalize_segments(payload) if listener.get("normalize_newlines", True) else payload
     try:
         header = read_header(norm, listener.get("charset", "iso-8859-1"))
@@ -78,7 +129,8 @@ def assess(payload: bytes, listener: dict, router=None) -> Assessment:
         a.reason = "; ".join(e.detail for e in a.errors)
         a.reason_code = f"err_{a.errors[0].code}"
         return a
-    a.channels = router.channels_for(listener["name"], header) if router is not None else []
+    a.message = _LazyMessage(payload, header.charset)
+    a.channels = router.channels_for(listener["name"], header, a.message) if router else []
     if a.channels:
         a.status, a.code = ROUTED, "AA"
     else:
@@ -117,11 +169,11 @@ def dedup_key(h: Header) -> str:
 class Intake:
     """Per-listener intake: assess, route, store durably, then answer."""
 
-    def __init__(self, listener: dict, *, writer, router, metrics, clock):
+    def __init__(self, listener: dict, *, writer, pipeline, metrics, clock):
         self.listener = listener
         self.name = listener["name"]
         self.writer = writer
-        self.router = router
+        self.pipeline = pipeline  # swapped whole on reload
         self.clock = clock
         self.window = float(listener.get("duplicate_window") or 0)
         self.enhanced_ack = listener.get("enhanced_ack", True)
@@ -133,11 +185,15 @@ class Intake:
         self.m_store_errors = m.store_errors.labels(self.name)
         self._acks = m.acks
         self._rejected = m.rejected
+        self._channel_messages = m.channel_messages
+        self._step_errors = m.step_errors
 
     # building rows ---------------------------------------------------------------------
     def prepare(self, payload: bytes, peer: str, peer_cert: str | None = None):
         """Assess a payload and build its row and ACK; nothing is written yet."""
-        a = assess(payload, self.listener, self.router)
+        pipeline = self.pipeline
+        a = assess(payload, self.listener, pipeline.router)
+        apply_channels(a, pipeline, self.listener)
         h = a.header
         now = self.clock.seconds()
         code = ack_code_to_send(a, self.enhanced_ack)
@@ -169,6 +225,8 @@ class Intake:
             "source_file": None,
             "raw": payload,
         }
+        if a.results:
+            row["_runs"], row["_deliveries"] = _children(a.results, now)
         return a, row
 
     def record(self, a: Assessment, row: dict, result) -> bytes | None:
@@ -198,6 +256,15 @@ class Intake:
                 )
         if code is not None:
             self._acks.labels(self.name, code).inc()
+        if result.duplicate_of is None:
+            for r in a.results:
+                self._channel_messages.labels(r.channel, r.status).inc()
+                if r.status == ERRORED:
+                    self._step_errors.labels(r.channel, f"{r.step} {r.step_kind}").inc()
+                    # the reason may quote message content: debug only
+                    self.log.warning("step failed", message_id=result.id, channel=r.channel,
+                                     step=r.step, step_kind=r.step_kind)  # fmt: skip
+                    self.log.debug("step failure reason", message_id=result.id, reason=r.reason)
         return ack
 
     # MLLP path -------------------------------------------------------------------------
@@ -233,6 +300,35 @@ class Intake:
         return build_ack(h, code, now=self.clock.seconds(), errors=[err]).encode(
             h.charset, errors="replace"
         )
+
+
+def _children(results: list[ChannelResult], now: float) -> tuple[list[dict], list[dict]]:
+    """channel_runs and deliveries rows for one message (message_id set by the writer)."""
+    runs, deliveries = [], []
+    for r in results:
+        runs.append(
+            {
+                "channel": r.channel,
+                "status": r.status,
+                "step": r.step,
+                "step_kind": r.step_kind,
+                "reason": r.reason,
+                "flags": ",".join(r.flags) or None,
+                "created_at": now,
+            }
+        )
+        for out in r.outputs:
+            deliveries.append(
+                {
+                    "channel": r.channel,
+                    "destination": out.destination,
+                    "status": "pending",
+                    "payload": out.payload,
+                    "content_type": out.content_type,
+                    "created_at": now,
+                }
+            )
+    return runs, deliveries
 
 
 def _msa1(ack: bytes) -> str | None:

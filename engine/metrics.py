@@ -80,6 +80,31 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
+        self.channel_messages = Counter(
+            "switchboard_channel_messages",
+            "Messages through a channel by outcome (passed, filtered, errored)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.step_errors = Counter(
+            "switchboard_step_errors",
+            "Messages a step failed, by channel and step (number and kind)",
+            ["channel", "step"],
+            registry=r,
+        )
+        self.unmapped_codes = Counter(
+            "switchboard_unmapped_codes",
+            "Codes a translate step found no mapping for, by table",
+            ["table"],
+            registry=r,
+        )
+        self.flagged = Counter(
+            "switchboard_flagged_messages",
+            "Messages a flag step marked, by channel and flag",
+            ["channel", "flag"],
+            registry=r,
+        )
+
     def observe_commit(self, rows: int, seconds: float) -> None:
         """Writer-thread callback; prometheus_client metrics are thread-safe."""
         self.batch_size.observe(rows)

@@ -1,14 +1,19 @@
-"""Route matching on header fields: which channels a message goes to.
+"""Route matching: which channels a message goes to.
 
 Matches on listener, MSH-9.1 (type) and MSH-9.2 (trigger), never MSH-9.3 (senders disagree
-on it), sending application and facility (first components), version and processing id.
+on it), sending application and facility (first components), version, processing id, and a
+``when`` condition on any field. Header keys are read from the lazy MSH view; the message is
+parsed only when a route with ``when`` is reached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.conditions import Predicate, compile_condition
 from engine.hl7.header import Header
+from engine.hl7.message import Message
 
 MATCH_KEYS = (
     "listener",
@@ -41,14 +46,15 @@ def _header_value(header: Header, key: str) -> str:
 class Route:
     name: str
     conditions: tuple[tuple[str, frozenset[str]], ...]
+    when: Predicate | None
     to: tuple[str, ...]
 
-    def matches(self, listener: str, header: Header) -> bool:
+    def matches(self, listener: str, header: Header, message: Callable[[], Message]) -> bool:
         for key, allowed in self.conditions:
             value = listener if key == "listener" else _header_value(header, key)
             if value not in allowed:
                 return False
-        return True
+        return self.when is None or self.when(message())
 
 
 class Router:
@@ -61,16 +67,24 @@ class Router:
                     for k, v in (r.get("match") or {}).items()
                     if k in MATCH_KEYS and v is not None
                 ),
+                when=compile_condition(r["match"]["when"])
+                if (r.get("match") or {}).get("when")
+                else None,
                 to=tuple(r["to"] if isinstance(r["to"], list) else [r["to"]]),
             )
             for i, r in enumerate(routes)
         )
 
-    def channels_for(self, listener: str, header: Header) -> list[str]:
-        """Channel names in route order, each once."""
+    def channels_for(
+        self, listener: str, header: Header, message: Callable[[], Message] | None = None
+    ) -> list[str]:
+        """Channel names in route order, each once. ``message`` builds the parsed message,
+        needed only by routes with ``when``."""
         out: list[str] = []
         for route in self.routes:
-            if route.matches(listener, header):
+            if route.when is not None and message is None:
+                continue
+            if route.matches(listener, header, message):
                 for name in route.to:
                     if name not in out:
                         out.append(name)

@@ -29,7 +29,7 @@ def errors(routes: str, registry: Registry | None = None, **channels: str) -> li
     for name, text in channels.items():
         write(f"channels/{name}.yaml", text)
     with pytest.raises(ConfigError) as caught:
-        load_config("routes.yaml", registry=registry)
+        load_config("routes.yaml", registry=registry or Registry())  # the config layer alone
     lines = caught.value.format().splitlines()
     return lines[:-1]
 

@@ -13,6 +13,8 @@ from sqlalchemy import select
 from twisted.internet import task
 
 from engine.intake import Intake
+from engine.pipeline import Pipeline
+from engine.router import Router
 from engine.sources.file_drop import FileDropService
 from engine.store.schema import files, messages
 
@@ -49,7 +51,9 @@ def make_service(drop, writer, metrics, clock):
     def make(**settings) -> FileDropService:
         listener = {**LISTENER, "directory": str(drop), "poll_interval": 1.0, "settle_time": 2.0}
         listener.update(settings)
-        intake = Intake(listener, writer=writer, router=None, metrics=metrics, clock=clock)
+        intake = Intake(
+            listener, writer=writer, pipeline=Pipeline(Router([])), metrics=metrics, clock=clock
+        )
         svc = FileDropService(listener, intake=intake, writer=writer, metrics=metrics, clock=clock)
         started.append(svc)
         return svc

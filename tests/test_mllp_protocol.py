@@ -10,6 +10,7 @@ from twisted.python.failure import Failure
 from engine.intake import Intake
 from engine.metrics import Metrics
 from engine.mllp.framing import frame
+from engine.pipeline import Pipeline
 from engine.router import Router
 from engine.sources.mllp import MLLPServerFactory
 from engine.store.writer import RowResult
@@ -51,7 +52,9 @@ def setup(listener=LISTENER):
     metrics = Metrics()
     writer = ManualWriter()
     router = Router([{"match": {}, "to": ["all"]}])
-    intake = Intake(listener, writer=writer, router=router, metrics=metrics, clock=clock)
+    intake = Intake(
+        listener, writer=writer, pipeline=Pipeline(router), metrics=metrics, clock=clock
+    )
     factory = MLLPServerFactory(listener, intake, metrics, clock)
     return factory, writer, metrics
 

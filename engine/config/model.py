@@ -66,6 +66,8 @@ def load_config(
 ) -> Config:
     """Load and validate routes.yaml and every channel file. Raises ConfigError listing every
     problem of every file. `environ` replaces os.environ for `${VAR}` substitution."""
+    if registry is None:
+        import engine.components  # noqa: F401  (the built-in step and destination kinds)
     file = Path(os.path.abspath(path))
     base_dir = file.parent
     problems: list[Problem] = []

@@ -22,6 +22,7 @@ from .fieldtypes import (
     StrOrList,
     resolve_path,
 )
+from .hl7types import Condition
 from .spec import Field, Nested, Spec
 from .validation import At, Ctx, FieldType, is_null
 
@@ -321,6 +322,12 @@ MATCH = Spec(
         Field("sending_facility", _match_values(), "MSH-4.1.", example="QUEST"),
         Field("version", _match_values(), "MSH-12.1.", example="2.5.1"),
         Field("processing_id", StrOrList(Enum("P", "T", "D")), "MSH-11.1.", example="P"),
+        Field(
+            "when",
+            Condition(),
+            "A condition on any field (equals, in, regex, exists; all/any/not).",
+            example={"field": "PV1-2", "in": ["I", "E"]},
+        ),
     ),
 )
 

@@ -36,7 +36,11 @@ class Message:
     # construction / output ------------------------------------------------------------
     @classmethod
     def from_bytes(cls, payload: bytes, charset: str = "iso-8859-1") -> Message:
-        text = normalize_segments(payload).decode(charset, errors="replace")
+        if charset.startswith(("utf-16", "utf-32")):  # separators are not single bytes
+            text = payload.decode(charset, errors="replace").lstrip("\ufeff")
+            text = text.replace("\r\n", "\r").replace("\n", "\r").lstrip("\r")
+        else:
+            text = normalize_segments(payload).decode(charset, errors="replace")
         return cls(text, charset=charset, original=payload)
 
     def to_text(self) -> str:
@@ -96,7 +100,13 @@ class Message:
     def exists(self, path: str | Path) -> bool:
         return any(v != "" for v in self.iter_values(path))
 
-    def iter_values(self, path: str | Path) -> Iterator[str]:
+    def get_raw(self, path: str | Path, default: str | None = None) -> str | None:
+        """The first value at ``path`` as written (escapes kept), e.g. for copying."""
+        for value in self.iter_values(path, decode=False):
+            return value
+        return default
+
+    def iter_values(self, path: str | Path, decode: bool = True) -> Iterator[str]:
         p = parse_path(path) if isinstance(path, str) else path
         for i in self._targets(p):
             if p.is_segment:
@@ -118,7 +128,7 @@ class Message:
                     continue
                 chosen = [reps[r]]
             for rep in chosen:
-                value = self._part(rep, p)
+                value = self._part(rep, p) if decode else self._raw_part(rep, p)
                 if value is not None:
                     yield value
 
@@ -135,6 +145,17 @@ class Message:
         if p.subcomponent > len(subs):
             return None
         return self._decode(subs[p.subcomponent - 1])
+
+    def _raw_part(self, rep: str, p: Path) -> str | None:
+        if p.component is None:
+            return rep
+        comps = rep.split(self.enc[0])
+        if p.component > len(comps):
+            return None
+        if p.subcomponent is None:
+            return comps[p.component - 1]
+        subs = comps[p.component - 1].split(self.enc[3])
+        return subs[p.subcomponent - 1] if p.subcomponent <= len(subs) else None
 
     def _decode(self, text: str) -> str:
         return unescape(text, self.sep, self.enc)

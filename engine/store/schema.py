@@ -26,7 +26,9 @@ RECEIVED = "received"  # durable, not routed yet
 ROUTED = "routed"  # matched at least one route
 UNROUTED = "unrouted"  # matched no route
 REJECTED = "rejected"  # not acceptable (no usable MSH, AR); the reason says why
-STATUSES = (RECEIVED, ROUTED, UNROUTED, REJECTED)
+FILTERED = "filtered"  # every channel it was routed to filtered it out
+ERRORED = "errored"  # a channel step failed; channel_runs says where and why
+STATUSES = (RECEIVED, ROUTED, UNROUTED, FILTERED, ERRORED, REJECTED)
 
 messages = Table(
     "messages",
@@ -74,4 +76,35 @@ files = Table(
     Column("messages", Integer, nullable=False),
     Column("reason", Text),
     Index("ix_files_claim", "listener", "name", "sha256", unique=True),
+)
+
+channel_runs = Table(
+    "channel_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", BigInteger, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # passed | filtered | errored
+    Column("step", Integer),  # where it was filtered or failed (1-based)
+    Column("step_kind", String(128)),
+    Column("reason", Text),
+    Column("flags", String(512)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_channel_runs_message", "message_id"),
+    Index("ix_channel_runs_channel_status", "channel", "status"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", BigInteger, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending (delivery states come with it)
+    Column("content_type", String(64), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_deliveries_message", "message_id"),
+    Index("ix_deliveries_queue", "channel", "destination", "status", "id"),
 )

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from engine.store.schema import files, messages
+from engine.store.schema import channel_runs, deliveries, files, messages
 
 _STOP = object()
 _KEY_CHUNK = 500
@@ -176,6 +176,8 @@ class StoreWriter:
                     steps.append(hit)
             plan.append(steps)
         ids = sql.insert(conn, inserts) if inserts else []
+        if inserts:
+            sql.insert_children(conn, inserts)
         outcomes = []
         for req, steps in zip(batch, plan, strict=True):
             results: list = [] if req.file is None else [steps[0]]
@@ -215,6 +217,19 @@ class StoreWriter:
         return found
 
 
+def _compiled_insert(table, dialect, with_id: bool = False):
+    """INSERT for ``table`` compiled once: (sql, positional key order or None for named)."""
+    cols = [c.name for c in table.columns if with_id or c.name != "id"]
+    compiled = table.insert().compile(dialect=dialect, column_keys=cols)
+    return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)
+
+
+def _params(rows: list[dict], order):
+    if order is None:
+        return rows
+    return [tuple(row.get(k) for k in order) for row in rows]
+
+
 class _Statements:
     """The writer's two hot statements, compiled once from the table metadata and run through
     the driver's executemany: SQLAlchemy's per-call compile, parameter processing and
@@ -227,10 +242,11 @@ class _Statements:
     def __init__(self, conn):
         dialect = conn.dialect
         self.sqlite = dialect.name == "sqlite"
-        cols = [c.name for c in messages.columns]
-        compiled = messages.insert().compile(dialect=dialect, column_keys=cols)
-        self.insert_sql = str(compiled)
-        self.order = tuple(compiled.positiontup) if compiled.positional else None
+        self.insert_sql, self.order = _compiled_insert(messages, dialect, with_id=True)
+        self.child_sql = {
+            "_runs": _compiled_insert(channel_runs, dialect),
+            "_deliveries": _compiled_insert(deliveries, dialect),
+        }
         m = messages.c
         select_sql = select(m.dedup_key, m.id, m.received_at, m.ack)
         self.lookup_head = str(select_sql.compile(dialect=dialect)) + " WHERE dedup_key "
@@ -257,13 +273,19 @@ class _Statements:
         ids = self.ids(conn, len(rows))
         for row, i in zip(rows, ids, strict=True):
             row["id"] = i
-        if self.order is not None:
-            order = self.order
-            params = [tuple(row[k] for k in order) for row in rows]
-        else:
-            params = rows
-        conn.exec_driver_sql(self.insert_sql, params)
+        conn.exec_driver_sql(self.insert_sql, _params(rows, self.order))
         return ids
+
+    def insert_children(self, conn, rows: list[dict]) -> None:
+        """channel_runs and deliveries of the inserted messages (ids set by insert)."""
+        for key, (sql, order) in self.child_sql.items():
+            children = []
+            for row in rows:
+                for child in row.get(key) or ():
+                    child["message_id"] = row["id"]
+                    children.append(child)
+            if children:
+                conn.exec_driver_sql(sql, _params(children, order))
 
     def lookup(self, conn, keys: list[str]):
         if self.sqlite:
