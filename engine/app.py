@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
 
 from engine.admin.server import admin_site
@@ -98,12 +99,92 @@ class Switchboard(MultiService):
             self._add_listener(listener)
         self.admin = None
         if config.admin:
-            site = admin_site(self.metrics.registry, self.health)
-            self.admin = ListenerService(
-                serverFromString(reactor, config.admin["listen"]), site, config.admin["listen"]
-            )
-            self.admin.setName("admin")
-            self.admin.setServiceParent(self)
+            self._add_admin(config.admin)
+        self._reloading: Deferred | None = None
+
+    def _add_admin(self, admin: dict) -> None:
+        site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"))
+        self.admin = ListenerService(
+            serverFromString(self.reactor, admin["listen"]), site, admin["listen"]
+        )
+        self.admin.setName("admin")
+        self.admin.setServiceParent(self)
+
+    # reload ---------------------------------------------------------------------------
+    def reload(self) -> Deferred:
+        """Re-read the config (SIGHUP, switchboard reload). Fires with (ok, lines).
+
+        A bad config is refused with its errors logged and the running one kept. Listeners
+        that did not change keep their connections; changed ones are stopped (their owed
+        ACKs written first) and started again; channels and routes apply to the next message.
+        """
+        if self._reloading is not None:
+            return succeed((False, ["a reload is already in progress"]))
+        self._reloading = d = self._reload()
+
+        def done(result):
+            self._reloading = None
+            return result
+
+        return d.addBoth(done)
+
+    @inlineCallbacks
+    def _reload(self):
+        from engine.config import ConfigError, load_config
+
+        try:
+            config = load_config(self.config.path)
+            pipeline = build_pipeline(config, self.metrics, reloading=True)
+        except ConfigError as exc:
+            lines = [p.format() for p in exc.problems]
+            log.error("reload refused; the running configuration stays", errors=len(lines))
+            for line in lines:
+                log.error("config error", problem=line)
+            return False, lines
+        if config.store != self.config.store or config.store_options != self.config.store_options:
+            msg = "the store changed: that needs a restart; the running configuration stays"
+            log.error("reload refused", reason=msg)
+            return False, [msg]
+        old = {item["name"]: item for item in self.config.listeners}
+        new = {item["name"]: item for item in config.listeners}
+        changed = [n for n in old if n not in new or new[n] != old[n]]
+        for name in changed:
+            svc = self.listeners.pop(name)
+            self.intakes.pop(name, None)
+            yield svc.disownServiceParent()
+        admin_changed = config.admin != self.config.admin
+        if admin_changed and self.admin is not None:
+            yield self.admin.disownServiceParent()
+            self.admin = None
+        self.pipeline = pipeline
+        for intake in self.intakes.values():
+            intake.pipeline = pipeline
+        self.config = config
+        problems = []
+        for name, item in new.items():
+            if name in self.listeners:
+                continue
+            try:
+                self._add_listener(item)
+            except Exception as exc:
+                problems.append(f"listener '{name}' could not start: {exc}")
+        if admin_changed and config.admin:
+            try:
+                self._add_admin(config.admin)
+            except Exception as exc:
+                problems.append(f"admin could not start: {exc}")
+        kept = [n for n in old if n in new and n not in changed]
+        log.info(
+            "reloaded",
+            kept=kept,
+            restarted=[n for n in changed if n in new],
+            stopped=[n for n in changed if n not in new],
+            added=[n for n in new if n not in old],
+            channels=len(pipeline.channels),
+        )
+        for line in problems:
+            log.error("reload problem", problem=line)
+        return not problems, problems or ["reloaded"]
 
     @property
     def writer(self) -> StoreWriter:
@@ -142,8 +223,15 @@ class Switchboard(MultiService):
                 reactor=self.reactor,
             )
         svc.setName(name)
-        svc.setServiceParent(self)
         self.listeners[name] = svc
+        try:
+            svc.setServiceParent(self)  # starts it at once when the engine runs (reload)
+        except Exception:
+            self.listeners.pop(name, None)
+            self.intakes.pop(name, None)
+            if svc.parent is not None:
+                svc.disownServiceParent()
+            raise
 
     def health(self) -> tuple[bool, dict]:
         thread = self.writer._thread

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 
 class Health(Resource):
@@ -23,10 +24,51 @@ class Health(Resource):
         return json.dumps({"status": "ok" if ok else "failing", **details}).encode()
 
 
-def admin_site(registry, health_check) -> Site:
+class Reload(Resource):
+    """POST /reload: re-read the config; 200 with {"ok": true} or 409 with the errors."""
+
+    isLeaf = True
+
+    def __init__(self, reload, token: str | None):
+        super().__init__()
+        self.reload = reload
+        self.token = token
+
+    def render_POST(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        if not authorized(request, self.token):
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", b"Bearer")
+            return b'{"ok": false, "errors": ["missing or wrong bearer token"]}'
+
+        def done(result):
+            ok, lines = result
+            request.setResponseCode(200 if ok else 409)
+            request.write(json.dumps({"ok": ok, "messages": lines}).encode())
+            request.finish()
+
+        def failed(f):
+            request.setResponseCode(500)
+            request.write(json.dumps({"ok": False, "messages": [f.getErrorMessage()]}).encode())
+            request.finish()
+
+        self.reload().addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+
+def authorized(request, token: str | None) -> bool:
+    if not token:
+        return True
+    given = request.getHeader(b"authorization") or ""
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def admin_site(registry, health_check, reload=None, token: str | None = None) -> Site:
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry=registry))
     root.putChild(b"healthz", Health(health_check))
+    if reload is not None:
+        root.putChild(b"reload", Reload(reload, token))
     site = Site(root)
     site.noisy = False
     return site
