@@ -27,12 +27,15 @@ config_option = click.option(
 )
 
 
-def _load(config_path: str):
-    """Load and validate the config, or print every error and exit 1."""
+def _load(config_path: str, build: bool = False):
+    """Load and validate the config (and with ``build``, build its channels: functions,
+    tables, stylesheets), or print every error and exit 1. Returns (config, pipeline)."""
     from engine.config import ConfigError, load_config
+    from engine.pipeline import build_pipeline
 
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
+        return config, (build_pipeline(config) if build else None)
     except ConfigError as exc:
         click.echo(exc.format("nothing was started."), err=True)
         sys.exit(1)
@@ -50,7 +53,7 @@ def cli() -> None:
 def run(config_path: str) -> None:
     """Start the engine on CONFIG; SIGTERM or SIGINT stops it cleanly."""
     started = time.perf_counter()
-    config = _load(config_path)
+    config, _ = _load(config_path)
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
 
@@ -59,7 +62,13 @@ def run(config_path: str) -> None:
 
     configure_logging(config.logging["level"], config.logging["format"])
     log = get_logger("switchboard")
-    engine = Switchboard(config, reactor)
+    from engine.config import ConfigError
+
+    try:
+        engine = Switchboard(config, reactor)  # builds the channels: functions, tables...
+    except ConfigError as exc:
+        click.echo(exc.format("nothing was started."), err=True)
+        sys.exit(1)
     try:
         engine.startService()
     except CannotListenError as exc:
@@ -93,13 +102,72 @@ def run(config_path: str) -> None:
 def check(config_path: str) -> None:
     """Validate CONFIG and its channels: print every error (exit 1) or a summary (exit 0)."""
     from engine.config import ConfigError, load_config, summary
+    from engine.pipeline import build_pipeline
 
     try:
         config = load_config(config_path)
+        build_pipeline(config)  # functions import, tables and stylesheets load
     except ConfigError as exc:
         click.echo(exc.format(None), err=True)
         sys.exit(1)
     click.echo(summary(config))
+
+
+@cli.command("test")
+@click.argument("paths", nargs=-1, type=click.Path())
+def test_channels(paths: tuple[str, ...]) -> None:
+    """Run channel tests: PATH... are *_test.yaml files or directories (default: channels/).
+
+    Prints each failure with its file:line:column, expected and actual; exits 1 on any.
+    """
+    from engine.testing import format_report, run_tests
+
+    report = run_tests(list(paths))
+    click.echo(format_report(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write routes.schema.json and channel.schema.json here (default: print).",
+)
+def schema(out_dir: str | None) -> None:
+    """JSON Schema of routes.yaml and channel files, for editor completion and checks."""
+    import engine.components  # noqa: F401  (register the step and destination kinds)
+    from engine.config import to_json_schema
+
+    schemas = {"routes": to_json_schema("routes"), "channel": to_json_schema("channel")}
+    if out_dir is None:
+        click.echo(json.dumps(schemas, indent=2))
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for kind, body in schemas.items():
+        path = Path(out_dir) / f"{kind}.schema.json"
+        path.write_text(json.dumps(body, indent=2) + "\n")
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+def docs() -> None:
+    """Print every component's settings: listeners, routes, steps and destinations, with
+    examples."""
+    import engine.components  # noqa: F401
+    from engine.config import describe_all
+    from engine.steps import STEP_KINDS
+
+    click.echo(describe_all())
+    click.echo("\nStep examples")
+    click.echo("=============")
+    for kind, cls in sorted(STEP_KINDS.items()):
+        if cls.example:
+            click.echo(f"\n{kind}:")
+            for line in cls.example.splitlines():
+                click.echo(f"  - {line}")
 
 
 @cli.command()
@@ -113,7 +181,7 @@ def reload(config_path: str) -> None:
     import urllib.error
     import urllib.request
 
-    config = _load(config_path)
+    config, _ = _load(config_path, build=True)
     if not config.admin:
         raise click.ClickException(
             "no admin listener in the config: add 'admin: {listen: \"tcp:8480:interface="
@@ -236,7 +304,7 @@ def _iso(ts: float) -> str:
 
 
 def _store_engine(config_path: str):
-    config = _load(config_path)
+    config, _ = _load(config_path)
     from engine.store.db import create_store_engine
 
     return create_store_engine(config.store)

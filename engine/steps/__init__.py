@@ -3,7 +3,9 @@
 from engine.steps import (  # noqa: F401  (registration happens on import)
     fields,
     filter,
+    flag,
     python,
+    translate,
     values,
 )
 from engine.steps.base import (

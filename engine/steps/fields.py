@@ -149,7 +149,8 @@ class Move(_Copy):
 @step_kind(
     "delete",
     StrOrList(FieldPath(allow_segment=True), min_items=1),
-    example="delete: ZPV\ndelete: [OBX[*]-16, NTE[*], PID-3[2]]",
+    example="delete: ZPV\n"
+    "delete: ['OBX[*]-16', 'NTE[*]', 'PID-3[2]']   # quote paths with [ ] in flow style",
 )
 class Delete(Step):
     def __init__(self, config, runtime):

@@ -1,0 +1,434 @@
+"""Channel tests analysts run: ``switchboard test [PATH...]`` over ``channels/*_test.yaml``.
+
+A test file names its channel (default: the file name without ``_test.yaml``) and lists
+tests, each an input message and what to expect::
+
+    tests:
+      - name: local glucose code becomes LOINC
+        input: {file: samples/oru_glucose.hl7}       # or {text: "MSH|..."}
+        expect:
+          ack: AA                                     # the ACK the engine would answer
+          flags: [critical-glucose]
+          epic: {fields: {OBX[1]-3.1: 2345-7, MSH-5: EPIC}}
+          rest-json: {contains: {segments: [[MSH]]}}
+      - name: unknown facility is filtered
+        input: {text: "MSH|^~\\\\&|X|NOWHERE|..."}
+        expect: {filtered: true, no_output: [epic]}
+
+``ack`` is computed as an ``after_routing`` listener would answer with the message routed to
+this channel (AE when a step fails), unless the test names a real ``listener:``, whose settings
+and the real routes are used. Every failure is reported with its file:line:column and
+expected vs actual; nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from engine.config import ConfigError, Field, Spec, load_config
+from engine.config.containers import ListOf, StrOrList
+from engine.config.errors import Problem, display_path
+from engine.config.loader import Location, load_yaml
+from engine.config.scalars import Bool, Enum, String
+from engine.config.spec import Nested
+from engine.config.validation import At, Ctx, FieldType, node_kind
+from engine.hl7.path import PathError, parse_path
+from engine.intake import ack_code_to_send, apply_channels, assess
+from engine.pipeline import Pipeline, build_pipeline
+from engine.router import Router
+
+ACKS = ("AA", "AE", "AR", "CA", "CE", "CR", "none")
+
+
+class _AnyValue(FieldType):
+    """Any YAML value, kept as plain data (for `contains`)."""
+
+    name = "value"
+
+    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
+        from engine.config.channel_spec import plain_value
+
+        ctx.record_tree(at.path, node)
+        return plain_value(node)
+
+
+class _Fields(FieldType):
+    """`{PATH: expected}`: paths checked, expected values taken as text."""
+
+    name = "mapping of field path to expected value"
+
+    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
+        if not isinstance(node, MappingNode):
+            return self.wrong_type(node, ctx, at)
+        out = {}
+        for key, value in node.value:
+            ctx.record((*at.path, key.value), key)
+            try:
+                parse_path(key.value)
+            except PathError as exc:
+                ctx.error(key, str(exc))
+                continue
+            if not isinstance(value, ScalarNode):
+                ctx.error(value, f"expected a value for '{key.value}', got {node_kind(value)}")
+                continue
+            out[key.value] = "" if value.tag.endswith(":null") else value.value
+        return out
+
+
+OUTPUT = Spec(
+    "expected output",
+    "What one destination should receive.",
+    (
+        Field("fields", _Fields(), "Field values of the rendered HL7 message."),
+        Field("contains", _AnyValue(), "A JSON subset the rendered body must contain."),
+        Field("text", String(), "Text the rendered body must contain."),
+    ),
+)
+
+EXPECT_KEYS = ("ack", "filtered", "errored", "flags", "no_output", "routed")
+
+
+class _Expect(FieldType):
+    """Known keys plus one key per destination of the channel."""
+
+    name = "expectations"
+
+    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
+        if not isinstance(node, MappingNode):
+            return self.wrong_type(node, ctx, at)
+        known = Spec("expect", "", (
+            Field("ack", Enum(*ACKS), "The ACK code answered (after_routing), or none."),
+            Field("filtered", Bool(), "The channel filtered the message out."),
+            Field("errored", String(), "A step failed; the reason contains this text "
+                  "(true: any reason)."),
+            Field("flags", StrOrList(), "The flags a flag step set, in order."),
+            Field("no_output", StrOrList(), "Destinations that must receive nothing."),
+            Field("routed", Bool(), "With a listener: the real routes send it here."),
+        ))  # fmt: skip
+        plain = MappingNode(node.tag, [(k, v) for k, v in node.value if k.value in EXPECT_KEYS])
+        out = known.validate(plain, ctx, at, at.where) or {}
+        out = {k: v for k, v in out.items() if v is not None}
+        outputs = {}
+        for key, value in node.value:
+            if key.value in EXPECT_KEYS:
+                continue
+            ctx.record((*at.path, key.value), key)
+            outputs[key.value] = OUTPUT.validate(
+                value, ctx, At((*at.path, key.value), f"'{key.value}'", at.where), at.where
+            )
+        out["outputs"] = outputs
+        return out
+
+
+class _Input(FieldType):
+    name = "input"
+
+    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
+        return INPUT.validate(node, ctx, at, at.where)
+
+
+INPUT = Spec(
+    "input",
+    "The message: a file (relative to the test file) or inline text (LF or CR separators).",
+    (Field("file", String(), "Path of an HL7 file."), Field("text", String(), "The message.")),
+    exactly_one_of=("file", "text"),
+)
+
+TEST = Spec(
+    "test",
+    "One channel test.",
+    (
+        Field("name", String(), "What the test shows.", required=True),
+        Field("input", _Input(), "The message.", required=True),
+        Field("listener", String(), "Use this listener's settings and the real routes."),
+        Field("expect", _Expect(), "What should happen.", required=True),
+    ),
+    label_key="name",
+)
+
+TEST_FILE = Spec(
+    "channel test file",
+    "Tests of one channel.",
+    (
+        Field("channel", String(), "The channel (default: the file name without _test.yaml)."),
+        Field("config", String(), "routes.yaml to load (default: found above the file)."),
+        Field("tests", ListOf(Nested(TEST), min_items=1), "The tests.", required=True),
+    ),
+)
+
+
+@dataclass
+class Failure:
+    location: Location
+    test: str
+    message: str
+
+    def format(self) -> str:
+        return f"{self.location}: {self.test}: {self.message}"
+
+
+@dataclass
+class Report:
+    passed: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.problems and self.passed > 0
+
+
+def find_test_files(paths: list[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths or ["channels"]:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(sorted(path.glob("*_test.yaml")))
+        else:
+            out.append(path)
+    return out
+
+
+def _find_config(test_file: Path) -> Path | None:
+    for parent in test_file.resolve().parents:
+        candidate = parent / "routes.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def run_tests(paths: list[str | Path]) -> Report:
+    report = Report()
+    cache: dict[Path, tuple[Any, Pipeline]] = {}
+    files = find_test_files(paths)
+    for file in files:
+        if not file.is_file():
+            report.problems.append(Problem(str(file), 0, 0, "no such test file"))
+            continue
+        report.files += 1
+        _run_file(file, report, cache)
+    if not files:
+        report.problems.append(Problem(str(paths[0] if paths else "channels"), 0, 0,
+                                       "no *_test.yaml files found"))  # fmt: skip
+    return report
+
+
+def _run_file(file: Path, report: Report, cache) -> None:
+    root, problems = load_yaml(file)
+    if root is None:
+        report.problems.extend(problems)
+        return
+    ctx = Ctx(str(file.absolute()), file.parent, problems, {})
+    spec = TEST_FILE.validate(root, ctx, At((), "the test file", None), None)
+    if problems:
+        report.problems.extend(problems)
+        return
+    config_path = (file.parent / spec["config"]) if spec.get("config") else _find_config(file)
+    if config_path is None:
+        report.problems.append(Problem(str(file), 0, 0, "no routes.yaml found above this file; "
+                                       "name one with 'config:'"))  # fmt: skip
+        return
+    key = config_path.resolve()
+    if key not in cache:
+        try:
+            config = load_config(config_path)
+            cache[key] = (config, build_pipeline(config))
+        except ConfigError as exc:
+            report.problems.extend(exc.problems)
+            cache[key] = None
+            return
+    if cache[key] is None:
+        return
+    config, pipeline = cache[key]
+    channel = spec.get("channel") or file.name.removesuffix("_test.yaml")
+
+    def loc(path: tuple) -> Location:
+        """Where a value of the test file was written (or its nearest parent)."""
+        while path:
+            if path in ctx.locations:
+                return ctx.locations[path]
+            path = path[:-1]
+        return Location(str(file.absolute()), 1, 1)
+
+    if channel not in pipeline.channels:
+        report.problems.append(loc(("channel",)).problem(f"no channel named '{channel}'"))
+        return
+    destinations = {t.destination.name for t in pipeline.channels[channel].targets}
+    for index, test in enumerate(spec["tests"]):
+        where = ("tests", index)
+        label = f"{channel} / {test['name']}"
+        for dest in test["expect"]["outputs"]:
+            if dest not in destinations:
+                report.problems.append(
+                    loc((*where, "expect", dest)).problem(
+                        f"'{dest}' is not a destination of channel '{channel}' "
+                        f"(it has: {', '.join(sorted(destinations)) or 'none'})"
+                    )
+                )
+        for dest in test["expect"].get("no_output", []):
+            if dest not in destinations:
+                report.problems.append(loc((*where, "expect", "no_output")).problem(
+                    f"'{dest}' is not a destination of channel '{channel}'"))  # fmt: skip
+        failures = _run_one(file, test, channel, config, pipeline, lambda p, w=where: loc((*w, *p)))
+        if failures:
+            report.failures.extend(Failure(location, label, msg) for location, msg in failures)
+        else:
+            report.passed += 1
+
+
+def _payload(file: Path, test: dict) -> bytes:
+    source = test["input"]
+    if source.get("file"):
+        return (file.parent / source["file"]).read_bytes()
+    text = source["text"].replace("\r\n", "\r").replace("\n", "\r")
+    return (text if text.endswith("\r") else text + "\r").encode("utf-8")
+
+
+def _run_one(file, test, channel, config, pipeline, loc) -> list[tuple[Location, str]]:
+    expect = test["expect"]
+    fails: list[tuple[Location, str]] = []
+    try:
+        payload = _payload(file, test)
+    except OSError as exc:
+        return [(loc(("input", "file")), f"cannot read input: {exc.strerror}")]
+    if test.get("listener"):
+        try:
+            listener = config.listener(test["listener"])
+        except KeyError:
+            return [(loc(("listener",)), f"no listener named '{test['listener']}'")]
+        used = pipeline
+    else:
+        listener = {"name": "test", "ack": "after_routing", "charset": "iso-8859-1"}
+        used = Pipeline(Router([{"match": {}, "to": [channel]}]), pipeline.channels)
+    a = assess(payload, listener, used.router)
+    apply_channels(a, used, listener)
+    result = next((r for r in a.results if r.channel == channel), None)
+    if "routed" in expect and expect["routed"] != (result is not None):
+        fails.append(
+            (
+                loc(("expect", "routed")),
+                f"routed: expected {expect['routed']}, "
+                f"got {result is not None} (routes send it to {a.channels or 'nothing'})",
+            )
+        )
+    if "ack" in expect:
+        got = ack_code_to_send(a, listener.get("enhanced_ack", True)) or "none"
+        if got != expect["ack"]:
+            detail = f" ({a.reason})" if a.reason else ""
+            fails.append(
+                (loc(("expect", "ack")), f"ack: expected {expect['ack']}, got {got}{detail}")
+            )
+    if result is None:
+        if expect["outputs"] or expect.get("filtered") or expect.get("errored"):
+            fails.append((loc(("expect",)), f"the message did not reach channel '{channel}': "
+                          f"{a.reason or a.status}"))  # fmt: skip
+        return fails
+    if "filtered" in expect and expect["filtered"] != (result.status == "filtered"):
+        fails.append((loc(("expect", "filtered")), f"filtered: expected {expect['filtered']}, "
+                      f"got {result.status}{_at(result)}"))  # fmt: skip
+    if "errored" in expect:
+        want = expect["errored"]
+        if want in ("false", "no"):
+            if result.status == "errored":
+                fails.append((loc(("expect", "errored")), f"errored: {result.reason}{_at(result)}"))
+        elif result.status != "errored":
+            fails.append((loc(("expect", "errored")), f"errored: expected a step error, got "
+                          f"{result.status}"))  # fmt: skip
+        elif want not in ("true", "yes") and want not in (result.reason or ""):
+            fails.append((loc(("expect", "errored")), f"errored: expected a reason containing "
+                          f"{want!r}, got {result.reason!r}"))  # fmt: skip
+    elif result.status == "errored" and not expect.get("ack", "").startswith(("AE", "CE")):
+        fails.append((loc(("expect",)), f"unexpected step error{_at(result)}: {result.reason}"))
+    if "flags" in expect and list(expect["flags"]) != list(result.flags):
+        fails.append((loc(("expect", "flags")), f"flags: expected {expect['flags']}, "
+                      f"got {result.flags}"))  # fmt: skip
+    produced = {o.destination: o for o in result.outputs}
+    for dest in expect.get("no_output", []):
+        if dest in produced:
+            fails.append((loc(("expect", "no_output")), f"{dest}: expected no output, got one"))
+    for dest, want in expect["outputs"].items():
+        out = produced.get(dest)
+        if out is None:
+            fails.append((loc(("expect", dest)), f"{dest}: expected output, got none"
+                          f" ({result.status}{_at(result)})"))  # fmt: skip
+            continue
+        fails.extend(
+            _check_output(dest, want, out, result, lambda p, d=dest: loc(("expect", d, *p)))
+        )
+    return fails
+
+
+def _at(result) -> str:
+    return f" at step {result.step} ({result.step_kind})" if result.step else ""
+
+
+def _check_output(dest, want, out, result, loc) -> list[tuple[Location, str]]:
+    fails = []
+    message = result.by_destination.get(dest)
+    for path, expected in (want.get("fields") or {}).items():
+        got = message.get(path) if message is not None else None
+        if got != expected:
+            fails.append((loc(("fields", path)),
+                          f"{dest} {path}: expected {expected!r}, got {got!r}"))  # fmt: skip
+    if want.get("text") is not None:
+        body = out.payload.decode("utf-8", errors="replace")
+        if want["text"] not in body:
+            fails.append((loc(("text",)), f"{dest}: body does not contain {want['text']!r}"))
+    if want.get("contains") is not None:
+        try:
+            body = json.loads(out.payload)
+        except ValueError:
+            fails.append((loc(("contains",)), f"{dest}: the output is not JSON"))
+        else:
+            missing = _missing(want["contains"], body, "")
+            if missing:
+                fails.append((loc(("contains",)), f"{dest}: {missing}"))
+    return fails
+
+
+def _missing(want, got, where: str) -> str | None:
+    """Why ``got`` does not contain ``want`` (dicts: subset; lists: each wanted item matched
+    by some item in order), or None."""
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return f"{where or 'body'}: expected an object, got {json.dumps(got)[:80]}"
+        for k, v in want.items():
+            if k not in got:
+                return f"{where}.{k}: missing" if where else f"{k}: missing"
+            why = _missing(v, got[k], f"{where}.{k}" if where else k)
+            if why:
+                return why
+        return None
+    if isinstance(want, list):
+        if not isinstance(got, list):
+            return f"{where}: expected a list, got {json.dumps(got)[:80]}"
+        start = 0
+        for i, item in enumerate(want):
+            for j in range(start, len(got)):
+                if _missing(item, got[j], f"{where}[{j}]") is None:
+                    start = j + 1
+                    break
+            else:
+                return f"{where}[{i}]: no item matches {json.dumps(item)[:80]}"
+        return None
+    if str(want) != str(got):
+        return f"{where}: expected {json.dumps(want)}, got {json.dumps(got)[:80]}"
+    return None
+
+
+def format_report(report: Report) -> str:
+    lines = [p.format() for p in sorted(set(report.problems))]
+    lines += [f.format() for f in report.failures]
+    failed = len({f.test for f in report.failures})
+    failed += 1 if report.problems and not report.failures else 0
+    lines.append(f"{report.passed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+__all__ = ["Report", "display_path", "find_test_files", "format_report", "run_tests"]
