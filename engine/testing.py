@@ -373,7 +373,7 @@ def _check_output(dest, want, out, result, loc) -> list[tuple[Location, str]]:
     message = result.by_destination.get(dest)
     for path, expected in (want.get("fields") or {}).items():
         got = message.get(path) if message is not None else None
-        if got != expected:
+        if (got or "") != expected:  # '' expects an empty or absent value
             fails.append((loc(("fields", path)),
                           f"{dest} {path}: expected {expected!r}, got {got!r}"))  # fmt: skip
     if want.get("text") is not None:
