@@ -165,9 +165,36 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
-def start_engine(args, tmp: Path) -> Server:
+# The three-step channel of issue 3's benchmark: filter, translate, set, with one destination
+# (its rendered output is stored as a pending delivery row in the same commit).
+THREE_STEP_CHANNEL = """\
+name: bench
+steps:
+  - filter: {field: MSH-4, in: [GENERAL_HOSP, OTHER_HOSP]}
+  - translate: {field: "OBX[*]-3", table: vitals, keep_original: true}
+  - set: {MSH-5: EHR, MSH-6: MAIN}
+destinations:
+  - {name: ehr, mllp: "tcp:127.0.0.1:9", ack_timeout: 30s}
+"""
+VITALS_TABLE = """\
+source_code,target_code,target_display,target_system
+8302-2,50373000,Body height measure,SCT
+29463-7,27113001,Body weight,SCT
+"""
+
+
+def write_channel(args, tmp: Path) -> None:
     (tmp / "channels").mkdir(parents=True, exist_ok=True)
-    (tmp / "channels" / "bench.yaml").write_text("name: bench\n")
+    if args.channel == "three-step":
+        (tmp / "channels" / "bench.yaml").write_text(THREE_STEP_CHANNEL)
+        (tmp / "transforms" / "tables").mkdir(parents=True, exist_ok=True)
+        (tmp / "transforms" / "tables" / "vitals.csv").write_text(VITALS_TABLE)
+    else:
+        (tmp / "channels" / "bench.yaml").write_text("name: bench\n")
+
+
+def start_engine(args, tmp: Path) -> Server:
+    write_channel(args, tmp)
     port, admin = free_port(), free_port()
     cfg = tmp / "bench.yaml"
     cfg.write_text(CONFIG.format(tmp=tmp, port=port, admin=admin))
@@ -453,8 +480,14 @@ def print_table(rows: list[RunResult]) -> None:
         )
 
 
-def targets(rows: list[RunResult]) -> list[tuple[str, str, bool | None]]:
+def targets(rows: list[RunResult], channel: str = "none") -> list[tuple[str, str, bool | None]]:
     eng = [r for r in rows if r.kind == "engine" and not r.scenario.startswith("soak")]
+    if channel == "three-step":  # issue 3: intake, routing and filter + translate + set
+        return [
+            (f">= 5,000 msg/s durable with a 3-step channel at 8 ({r.scenario})",
+             f"{r.msg_per_s:,.0f}", r.msg_per_s >= 5000)
+            for r in eng if r.scenario.startswith("8x")
+        ]  # fmt: skip
 
     def conns(r: RunResult) -> int:
         return int(r.scenario.split("x")[0])
@@ -525,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
     ap.add_argument("--py-spy", metavar="PREFIX", help="profile the engine with py-spy")
     ap.add_argument(
+        "--channel",
+        choices=["none", "three-step"],
+        default="none",
+        help="route to an empty channel, or through filter + translate + set",
+    )
+    ap.add_argument(
         "--switchboard",
         default=str(Path(sys.executable).parent / "switchboard"),
         help="the switchboard command",
@@ -535,8 +574,9 @@ def main(argv: list[str] | None = None) -> int:
         plan.append((f"soak{SOAK_SCENARIO[0]}x{SOAK_SCENARIO[1]}", *SOAK_SCENARIO, args.soak))
     rows: list[RunResult] = []
     failed = 0
+    size = len(loadgen.message(b"X"))
     print(f"MLLP intake benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"message {len(loadgen.message(b'X'))} bytes + MSH-10")  # fmt: skip
+          f"message {size} bytes + MSH-10, channel: {args.channel}")  # fmt: skip
     for name, c, w, n in plan:
         kinds = (
             ["engine"] if args.no_baseline or name.startswith("soak") else ["engine", "baseline"]
@@ -574,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     soak = [r for r in rows if r.scenario.startswith("soak")]
     for r in soak:
         print("Soak RSS (messages: MB): " + ", ".join(f"{k:,}: {v}" for k, v in r.rss_samples))
-    items = targets(rows)
+    items = targets(rows, args.channel)
     print_targets(items)
     if args.json:
         payload = {

@@ -8,7 +8,7 @@ import re
 def escape(text: str, field: str = "|", enc: str = "^~\\&") -> str:
     """Escape delimiter characters in ``text`` with the escape character of ``enc``."""
     comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3]
-    if not any(c in text for c in (field, comp, rep, esc, sub)):
+    if not (field in text or comp in text or rep in text or esc in text or sub in text):
         return text
     out = []
     for ch in text:

@@ -19,7 +19,7 @@ class MessageError(ValueError):
 
 
 class Message:
-    __slots__ = ("_path_cache", "charset", "dirty", "enc", "original", "segments", "sep")
+    __slots__ = ("_index", "charset", "dirty", "enc", "original", "segments", "sep")
 
     def __init__(self, text: str, *, charset: str = "iso-8859-1", original: bytes | None = None):
         if not text.startswith("MSH") or len(text) < 8:
@@ -29,6 +29,7 @@ class Message:
         enc = text[4:end] if end > 0 else text[4:8]
         self.enc = (enc + "^~\\&"[len(enc) :])[:4] if len(enc) < 4 else enc[:4]
         self.segments = [s for s in text.split("\r") if s]
+        self._index: dict[str, list[int]] | None = None  # segment id -> positions
         self.charset = charset
         self.original = original
         self.dirty = False
@@ -57,13 +58,29 @@ class Message:
         m.sep, m.enc, m.charset, m.original, m.dirty = (
             self.sep, self.enc, self.charset, self.original, self.dirty)  # fmt: skip
         m.segments = list(self.segments)
+        m._index = self._index  # shared until a segment is added or removed (never mutated)
         return m
 
     # segments ---------------------------------------------------------------------------
     def segment_indexes(self, name: str) -> list[int]:
-        return [
-            i for i, s in enumerate(self.segments) if s[:3] == name and s[3:4] in ("", self.sep)
-        ]
+        """Positions of the segments named ``name`` (an index built once, kept until a
+        segment is added or removed)."""
+        index = self._index
+        if index is None:
+            index = {}
+            sep = self.sep
+            for i, s in enumerate(self.segments):
+                if s[3:4] in ("", sep):
+                    index.setdefault(s[:3], []).append(i)
+            self._index = index
+        return index.get(name, [])
+
+    def replace_segments(self, segments: list[str]) -> None:
+        """Put new segments in place (an XSLT result, say)."""
+        if segments != self.segments:
+            self.segments = list(segments)
+            self._index = None
+            self.dirty = True
 
     def _targets(self, path: Path) -> list[int]:
         idx = self.segment_indexes(path.segment)
@@ -223,6 +240,7 @@ class Message:
                 del self.segments[i]
             if targets:
                 self.dirty = True
+                self._index = None
             return len(targets)
         if p.segment == "MSH" and p.field in (1, 2):
             raise PathError(f"{p}: the delimiters cannot be deleted")
@@ -256,6 +274,7 @@ class Message:
                 at = idx[-1] + 1
         self.segments.insert(at, text)
         self.dirty = True
+        self._index = None
 
 
 __all__ = ["Message", "MessageError", "PathError", "parse_path"]
