@@ -213,3 +213,21 @@ def test_route_when_condition(tmp_path):
     assert assess(ORU.encode(), listener, p.router).channels == ["ch"]
     other = ORU.replace("K^Potassium", "NA^Sodium").encode()
     assert assess(other, listener, p.router).channels == []
+
+
+def test_validate_failures_become_the_ae_err_list_in_after_routing(tmp_path):
+    from engine.hl7.ack import build_ack
+    from engine.intake import ack_code_to_send, apply_channels, assess
+
+    p, _ = pipeline(tmp_path, "name: ch\nsteps:\n  - validate: {}\n" + DEST)
+    listener = {"name": "x", "ack": "after_routing"}
+    bad = ORU.replace("PID|1||123^^^H^MR||DOE^JOHN", "PID|1||123^^^H^MR||DOE^JOHN||notadate")
+    a = assess(bad.encode(), listener, p.router)
+    apply_channels(a, p, listener)
+    assert a.status == "errored" and ack_code_to_send(a) == "AE"
+    ack = build_ack(a.header, "AE", now=0, errors=a.errors).split("\r")
+    errs = [line for line in ack if line.startswith("ERR")]
+    assert (
+        "ERR||PID^1^7|102^Data type error^HL70357^^^^^^PID-7 'notadate' is not a valid DTM|E"
+        in errs
+    )

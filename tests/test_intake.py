@@ -305,3 +305,14 @@ def test_every_sample_message_is_accepted(name):
     assert a.code == "AA", a.reason
     ack = build_ack(a.header, "AA", now=NOW).split("\r")
     assert ack[1] == f"MSA|AA|{a.header.control_id}"
+
+
+def test_err_location_with_repetition_and_component():  # ERL: SEG^occ^field^rep^comp^sub
+    errs = [AckError(102, "bad", "PID", 3, 1, 4, repetition=2), AckError(102, "b", "PID", 7, 2)]
+    lines = build_ack(read_header(INBOUND), "AE", now=NOW, errors=errs).split("\r")
+    assert lines[2].split("|")[2] == "PID^1^3^2^4"
+    assert lines[3].split("|")[2] == "PID^2^7"
+    one = build_ack(
+        read_header(INBOUND), "AE", now=NOW, errors=[AckError(102, "c", "PID", 3, 1, 4)]
+    )
+    assert one.split("\r")[2].split("|")[2] == "PID^1^3^1^4"  # repetition 1 when a component is

@@ -31,7 +31,8 @@ ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
 
 @dataclass(frozen=True, slots=True)
 class AckError:
-    """One ERR repetition: where (segment, occurrence, field, component) and why."""
+    """One ERR repetition: where (ERL: segment, occurrence, field, repetition, component,
+    subcomponent) and why."""
 
     code: int
     detail: str = ""
@@ -39,6 +40,19 @@ class AckError:
     field: int | None = None
     occurrence: int = 1
     component: int | None = None
+    repetition: int | None = None
+    subcomponent: int | None = None
+
+    def location(self, comp: str) -> str:
+        """ERR-2 (ERL): SEG^occurrence^field^repetition^component^subcomponent."""
+        if not self.segment:
+            return ""
+        rep = self.repetition
+        if rep is None and self.component is not None:
+            rep = 1
+        parts = (self.segment, self.occurrence, self.field, rep, self.component,
+                 self.subcomponent)  # fmt: skip
+        return comp.join("" if p is None else str(p) for p in parts).rstrip(comp)
 
     @property
     def text(self) -> str:
@@ -114,11 +128,7 @@ def build_ack(
     if errors:
         if v25:
             for e in errors:
-                location = ""
-                if e.segment:
-                    location = comp.join(
-                        str(x) for x in (e.segment, e.occurrence, e.field or "", e.component or "")
-                    ).rstrip(comp)
+                location = e.location(comp)
                 cwe = comp.join((str(e.code), e.text, "HL70357"))
                 if e.detail:
                     cwe += comp * 6 + escape(e.detail, sep, enc)

@@ -6,7 +6,9 @@ from engine.steps import (  # noqa: F401  (registration happens on import)
     flag,
     python,
     translate,
+    validate,
     values,
+    xslt,
 )
 from engine.steps.base import (
     STEP_KINDS,
