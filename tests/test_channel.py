@@ -231,3 +231,27 @@ def test_validate_failures_become_the_ae_err_list_in_after_routing(tmp_path):
         "ERR||PID^1^7|102^Data type error^HL70357^^^^^^PID-7 'notadate' is not a valid DTM|E"
         in errs
     )
+
+
+def test_every_shared_sample_passes_a_channel_byte_identical(tmp_path):
+    """Every file in ../shared/samples (batches split into their messages) comes out of a
+    channel that changes nothing exactly as it went in."""
+    from engine.hl7.batch import split_file
+
+    from .conftest import samples_or_skip
+
+    root = samples_or_skip().parent
+    p, _ = pipeline(tmp_path, "name: ch\nsteps:\n  - filter: {field: MSH-9.1, exists: true}\n"
+                    + DEST)  # fmt: skip
+    files = sorted(root.glob("*/*.hl7"))
+    assert len(files) >= 20
+    checked = 0
+    for path in files:
+        raw = path.read_bytes()
+        payloads = split_file(raw).messages if raw.startswith((b"BHS", b"FHS")) else [raw]
+        for payload in payloads:
+            result = p.channels["ch"].run(Message.from_bytes(payload))
+            assert result.status == "passed", path.name
+            assert result.outputs[0].payload == payload, path.name
+            checked += 1
+    assert checked >= 25
