@@ -82,6 +82,13 @@ class Message:
             self._index = None
             self.dirty = True
 
+    def occurrences(self, path: str | Path) -> list[Path]:
+        """One concrete path per segment occurrence a ``[*]`` path names (else the path)."""
+        p = parse_path(path) if isinstance(path, str) else path
+        if p.occurrence != ALL:
+            return [p]
+        return [p.at(i) for i in range(1, len(self.segment_indexes(p.segment)) + 1)]
+
     def _targets(self, path: Path) -> list[int]:
         idx = self.segment_indexes(path.segment)
         if path.occurrence == ALL:

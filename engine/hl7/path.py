@@ -8,7 +8,7 @@ occurrence and a field path the first repetition; ``[*]`` means every one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ALL = -1  # "[*]"
 
@@ -49,6 +49,11 @@ class Path:
 
     def __str__(self) -> str:
         return self.text
+
+    def at(self, occurrence: int) -> Path:
+        """The same path for one occurrence of its segment (``OBX[*]-3`` -> ``OBX[2]-3``)."""
+        rest = self.text[self.text.index("-") :] if self.field is not None else ""
+        return replace(self, occurrence=occurrence, text=f"{self.segment}[{occurrence}]{rest}")
 
 
 def _num(s: str | None, default: int | None) -> int | None:

@@ -103,12 +103,8 @@ FROM_TO = Spec(
 def _pairs(message, src, dst):
     """(source path, target path) pairs, pairing occurrences when both use [*]."""
     if src.occurrence == ALL and dst.occurrence == ALL and src.segment == dst.segment:
-        n = len(message.segment_indexes(src.segment))
-        for i in range(1, n + 1):
-            yield (
-                parse_path(f"{src.segment}[{i}]" + src.text[src.text.index("-") :]),
-                parse_path(f"{dst.segment}[{i}]" + dst.text[dst.text.index("-") :]),
-            )
+        for one in message.occurrences(src):
+            yield one, dst.at(one.occurrence)
     else:
         yield src, dst
 

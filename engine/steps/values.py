@@ -27,15 +27,6 @@ MAP = Spec(
 )  # fmt: skip
 
 
-def _paths(message, path):
-    """Every concrete place a (possibly [*]) path names, one per value."""
-    if path.occurrence == -1:
-        n = len(message.segment_indexes(path.segment))
-        rest = path.text[path.text.index("-") :]
-        return [parse_path(f"{path.segment}[{i}]{rest}") for i in range(1, n + 1)]
-    return [path]
-
-
 @step_kind("map", MAP, example="map: {field: PV1-2, values: {I: IP, O: OP, E: EMER}}")
 class Map(Step):
     def __init__(self, config, runtime):
@@ -44,7 +35,7 @@ class Map(Step):
         self.values = {str(k): "" if v is None else str(v) for k, v in config["values"].items()}
 
     def run(self, message, ctx):
-        for path in _paths(message, self.path):
+        for path in message.occurrences(self.path):
             value = message.get(path)
             if value is None or value == "":
                 continue
@@ -80,7 +71,7 @@ class Replace(Step):
         self.rx = re.compile(config["pattern"])
 
     def run(self, message, ctx):
-        for path in _paths(message, self.path):
+        for path in message.occurrences(self.path):
             value = message.get(path)
             if not value:
                 continue
