@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from engine.channel import ERRORED, FILTERED, ChannelResult
+from engine.channel import ERRORED, FILTERED, PASSED, ChannelResult
 from engine.hl7.ack import ENHANCED, AckError, build_ack
 from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
 from engine.hl7.message import Message
@@ -68,9 +68,13 @@ def apply_channels(a: Assessment, pipeline, listener: dict) -> None:
     """
     if a.status != ROUTED or not pipeline.channels:
         return
-    message = a.message()
     name = listener["name"]
-    a.results = [pipeline.channels[ch].run(message, listener=name) for ch in a.channels]
+    channels = [pipeline.channels[ch] for ch in a.channels]
+    if all(ch.empty for ch in channels):  # nothing to run: no need to parse the message
+        a.results = [ChannelResult(ch.name, PASSED) for ch in channels]
+        return
+    message = a.message()
+    a.results = [ch.run(message, listener=name) for ch in channels]
     errored = [r for r in a.results if r.status == ERRORED]
     if errored:
         a.status = ERRORED_STATUS
@@ -186,6 +190,7 @@ class Intake:
         self._acks = m.acks
         self._rejected = m.rejected
         self._channel_messages = m.channel_messages
+        self._channel_children: dict[tuple[str, str], object] = {}
         self._step_errors = m.step_errors
 
     # building rows ---------------------------------------------------------------------
@@ -258,7 +263,7 @@ class Intake:
             self._acks.labels(self.name, code).inc()
         if result.duplicate_of is None:
             for r in a.results:
-                self._channel_messages.labels(r.channel, r.status).inc()
+                self._count_channel(r.channel, r.status)
                 if r.status == ERRORED:
                     self._step_errors.labels(r.channel, f"{r.step} {r.step_kind}").inc()
                     # the reason may quote message content: debug only
@@ -287,6 +292,14 @@ class Intake:
 
         return d.addCallbacks(stored, failed)
 
+    def _count_channel(self, channel: str, status: str) -> None:
+        child = self._channel_children.get((channel, status))
+        if child is None:
+            child = self._channel_children[(channel, status)] = self._channel_messages.labels(
+                channel, status
+            )
+        child.inc()
+
     def store_failed(self, a: Assessment, f: Failure) -> bytes | None:
         """Safe storage failed (case 45): CR in enhanced mode, AE otherwise; not routed."""
         self.m_store_errors.inc()
@@ -303,20 +316,26 @@ class Intake:
 
 
 def _children(results: list[ChannelResult], now: float) -> tuple[list[dict], list[dict]]:
-    """channel_runs and deliveries rows for one message (message_id set by the writer)."""
+    """channel_runs and deliveries rows for one message (message_id set by the writer).
+
+    A channel run is recorded when it says something the message row and its deliveries do
+    not: filtered or errored (where and why), or flags raised. A plain pass is implied by the
+    message's routes; leaving it out saves a row per message on the hot path.
+    """
     runs, deliveries = [], []
     for r in results:
-        runs.append(
-            {
-                "channel": r.channel,
-                "status": r.status,
-                "step": r.step,
-                "step_kind": r.step_kind,
-                "reason": r.reason,
-                "flags": ",".join(r.flags) or None,
-                "created_at": now,
-            }
-        )
+        if r.status != PASSED or r.flags:
+            runs.append(
+                {
+                    "channel": r.channel,
+                    "status": r.status,
+                    "step": r.step,
+                    "step_kind": r.step_kind,
+                    "reason": r.reason,
+                    "flags": ",".join(r.flags) or None,
+                    "created_at": now,
+                }
+            )
         for out in r.outputs:
             deliveries.append(
                 {
