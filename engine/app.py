@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
 
 from engine.admin.server import admin_site
+from engine.delivery.service import DeliveryService
 from engine.intake import Intake
 from engine.logging import get_logger
 from engine.metrics import Metrics
@@ -93,6 +94,10 @@ class Switchboard(MultiService):
         self.pipeline = build_pipeline(config, self.metrics)
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
+        self.delivery = DeliveryService(
+            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline
+        )
+        self.delivery.setServiceParent(self)
         self.intakes: dict[str, Intake] = {}
         self.listeners: dict[str, Service] = {}
         for listener in config.listeners:
@@ -159,6 +164,7 @@ class Switchboard(MultiService):
         self.pipeline = pipeline
         for intake in self.intakes.values():
             intake.pipeline = pipeline
+        yield self.delivery.apply(pipeline)
         self.config = config
         problems = []
         for name, item in new.items():
@@ -199,6 +205,7 @@ class Switchboard(MultiService):
             metrics=self.metrics,
             clock=self.reactor,
         )
+        intake.notify = self.delivery.wake
         self.intakes[name] = intake
         if listener.get("mllp"):
             tls = listener.get("tls")

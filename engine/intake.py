@@ -178,6 +178,7 @@ class Intake:
         self.name = listener["name"]
         self.writer = writer
         self.pipeline = pipeline  # swapped whole on reload
+        self.notify = None  # callable(set of (channel, destination)) once deliveries commit
         self.clock = clock
         self.window = float(listener.get("duplicate_window") or 0)
         self.enhanced_ack = listener.get("enhanced_ack", True)
@@ -261,6 +262,8 @@ class Intake:
                 )
         if code is not None:
             self._acks.labels(self.name, code).inc()
+        if result.duplicate_of is None and self.notify is not None and row.get("_deliveries"):
+            self.notify({(o["channel"], o["destination"]) for o in row["_deliveries"]})
         if result.duplicate_of is None:
             for r in a.results:
                 self._count_channel(r.channel, r.status)

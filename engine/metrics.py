@@ -105,6 +105,41 @@ class Metrics:
             registry=r,
         )
 
+        dest = ["channel", "destination"]
+        self.delivered = Counter("switchboard_delivered", "Deliveries acknowledged by the peer",
+                                 dest, registry=r)  # fmt: skip
+        self.retried = Counter("switchboard_delivery_retries", "Delivery attempts that will be "
+                               "retried", dest, registry=r)  # fmt: skip
+        self.dead = Counter("switchboard_dead_letters", "Deliveries moved to dead letter (or "
+                            "held by on_failure: block)", dest, registry=r)  # fmt: skip
+        self.acks_received = Counter(
+            "switchboard_peer_responses",
+            "Responses from destinations: MSA-1 codes and HTTP statuses",
+            [*dest, "code"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "switchboard_delivery_latency_seconds",
+            "From the message's commit to the peer's acknowledgement",
+            dest,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600),
+            registry=r,
+        )
+        self.destination_health = Gauge(
+            "switchboard_destination_health",
+            "0 healthy, 1 degraded (retrying), 2 down (failing repeatedly or blocked)",
+            dest,
+            registry=r,
+        )
+        self.queue_depth = Gauge("switchboard_queue_depth", "Deliveries not yet delivered, "
+                                 "by state", [*dest, "state"], registry=r)  # fmt: skip
+        self.oldest_pending_age = Gauge(
+            "switchboard_queue_oldest_age_seconds",
+            "Age of the oldest delivery still in the queue",
+            dest,
+            registry=r,
+        )
+
     def observe_commit(self, rows: int, seconds: float) -> None:
         """Writer-thread callback; prometheus_client metrics are thread-safe."""
         self.batch_size.observe(rows)

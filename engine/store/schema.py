@@ -101,10 +101,38 @@ deliveries = Table(
     Column("message_id", BigInteger, nullable=False),
     Column("channel", String(64), nullable=False),
     Column("destination", String(64), nullable=False),
-    Column("status", String(16), nullable=False),  # pending (delivery states come with it)
+    Column("status", String(16), nullable=False),  # see DELIVERY_STATES
     Column("content_type", String(64), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float),  # for status retry
+    Column("last_error", Text),
+    Column("response_code", String(16)),  # MSA-1 or HTTP status of the last attempt
+    Column("response", Text),  # the peer's reply (ACK text, HTTP body excerpt)
+    Column("claimed_by", String(128)),  # node holding it in flight
+    Column("updated_at", Float),
+    Column("delivered_at", Float),
     Index("ix_deliveries_message", "message_id"),
     Index("ix_deliveries_queue", "channel", "destination", "status", "id"),
+    Index("ix_deliveries_status", "status", "channel", "destination"),
+)
+
+# Delivery states: a row moves pending -> in_flight -> delivered, or -> retry (with
+# next_attempt_at) and back, or -> dead (dead letter; replayable) / held (on_failure: block,
+# the queue waits for an operator) / skipped (an operator skipped the head).
+PENDING, IN_FLIGHT, DELIVERED = "pending", "in_flight", "delivered"
+RETRYING, DEAD, HELD, SKIPPED = "retry", "dead", "held", "skipped"
+DELIVERY_STATES = (PENDING, IN_FLIGHT, DELIVERED, RETRYING, DEAD, HELD, SKIPPED)
+OPEN_STATES = (PENDING, IN_FLIGHT, RETRYING, HELD)  # still in the queue
+
+destination_state = Table(
+    "destination_state",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("destination", String(64), primary_key=True),
+    Column("paused", Integer, nullable=False, server_default="0"),
+    Column("lease_holder", String(128)),  # the node delivering this destination
+    Column("lease_until", Float),
+    Column("updated_at", Float),
 )

@@ -43,6 +43,7 @@ class WriteRequest:
     windows: Sequence[float]  # duplicate window per row, seconds (0: no check)
     file: dict | None
     deferred: Deferred = field(default_factory=Deferred)
+    ops: Sequence[tuple] = ()  # (statement, parameter dicts): delivery outcomes and the like
 
 
 class StoreWriter:
@@ -75,6 +76,16 @@ class StoreWriter:
         if self._stopped is not None:
             raise RuntimeError("store writer is stopping")
         req = WriteRequest(rows, windows or [0.0] * len(rows), file)
+        self.pending += 1
+        self._queue.put(req)
+        return req.deferred
+
+    def execute(self, ops: Sequence[tuple]) -> Deferred:
+        """Run statements (each with a list of parameter dicts) in the next group commit, in
+        order with everything else queued. Fires after the commit."""
+        if self._stopped is not None:
+            raise RuntimeError("store writer is stopping")
+        req = WriteRequest([], [], None, ops=ops)
         self.pending += 1
         self._queue.put(req)
         return req.deferred
@@ -112,7 +123,7 @@ class StoreWriter:
                     break
                 batch = [item]
                 stop = False
-                nrows = len(item.rows)
+                nrows = _size(item)
                 while nrows < self.max_batch:
                     try:
                         nxt = self._queue.get_nowait()
@@ -122,7 +133,7 @@ class StoreWriter:
                         stop = True
                         break
                     batch.append(nxt)
-                    nrows += len(nxt.rows)
+                    nrows += _size(nxt)
                 outcomes = self._write_batch(conn, batch)
                 self.reactor.callFromThread(self._finish, batch, outcomes)
                 if stop:
@@ -192,6 +203,10 @@ class StoreWriter:
                     dup_ids.append(first)
                     results.append(RowResult(first, duplicate_of=first, ack=step[3]))
             outcomes.append(results)
+        for req in batch:
+            for stmt, params in req.ops:
+                if params:
+                    conn.execute(stmt, params)
         if dup_ids:
             conn.execute(
                 update(messages)
@@ -217,9 +232,15 @@ class StoreWriter:
         return found
 
 
-def _compiled_insert(table, dialect, with_id: bool = False):
-    """INSERT for ``table`` compiled once: (sql, positional key order or None for named)."""
-    cols = [c.name for c in table.columns if with_id or c.name != "id"]
+def _size(req: WriteRequest) -> int:
+    return len(req.rows) + sum(len(params) for _, params in req.ops)
+
+
+def _compiled_insert(table, dialect, with_id: bool = False, cols=None):
+    """INSERT for ``table`` compiled once: (sql, positional key order or None for named).
+
+    ``cols`` limits it to the columns given (the others take their server defaults)."""
+    cols = cols or [c.name for c in table.columns if with_id or c.name != "id"]
     compiled = table.insert().compile(dialect=dialect, column_keys=cols)
     return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)
 
@@ -243,10 +264,9 @@ class _Statements:
         dialect = conn.dialect
         self.sqlite = dialect.name == "sqlite"
         self.insert_sql, self.order = _compiled_insert(messages, dialect, with_id=True)
-        self.child_sql = {
-            "_runs": _compiled_insert(channel_runs, dialect),
-            "_deliveries": _compiled_insert(deliveries, dialect),
-        }
+        self.dialect = dialect
+        self.child_tables = {"_runs": channel_runs, "_deliveries": deliveries}
+        self.child_sql: dict[tuple, tuple] = {}  # (key, columns) -> compiled insert
         m = messages.c
         select_sql = select(m.dedup_key, m.id, m.received_at, m.ack)
         self.lookup_head = str(select_sql.compile(dialect=dialect)) + " WHERE dedup_key "
@@ -278,14 +298,21 @@ class _Statements:
 
     def insert_children(self, conn, rows: list[dict]) -> None:
         """channel_runs and deliveries of the inserted messages (ids set by insert)."""
-        for key, (sql, order) in self.child_sql.items():
+        for key, table in self.child_tables.items():
             children = []
             for row in rows:
                 for child in row.get(key) or ():
                     child["message_id"] = row["id"]
                     children.append(child)
-            if children:
-                conn.exec_driver_sql(sql, _params(children, order))
+            if not children:
+                continue
+            cols = tuple(children[0])
+            compiled = self.child_sql.get((key, cols))
+            if compiled is None:
+                compiled = _compiled_insert(table, self.dialect, cols=list(cols))
+                self.child_sql[(key, cols)] = compiled
+            sql, order = compiled
+            conn.exec_driver_sql(sql, _params(children, order))
 
     def lookup(self, conn, keys: list[str]):
         if self.sqlite:

@@ -1,0 +1,1 @@
+"""Delivery: persistent per-destination queues, senders, retries, dead letters."""

@@ -1,0 +1,129 @@
+"""The delivery service: one worker per channel destination, started with the engine and
+changed on reload; queue gauges refreshed from the store."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from twisted.application.service import Service
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+
+from engine.delivery.file_sender import FileSender
+from engine.delivery.queue import QueueStore
+from engine.delivery.worker import DestinationWorker
+from engine.logging import get_logger
+from engine.store.schema import OPEN_STATES
+
+log = get_logger("delivery")
+
+
+def node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def make_sender(kind: str, config: dict, reactor):
+    if kind == "mllp":
+        from engine.delivery.mllp_sender import MLLPSender
+
+        return MLLPSender(config, reactor=reactor)
+    if kind == "rest":
+        from engine.delivery.rest_sender import RestSender
+
+        return RestSender(config, reactor=reactor)
+    if kind == "file":
+        return FileSender(config, reactor=reactor)
+    raise ValueError(f"no sender for destination kind {kind!r}")
+
+
+class DeliveryService(Service):
+    name = "delivery"
+    depth_interval = 5.0
+
+    def __init__(self, store_engine, writer, reactor, metrics, pipeline, node: str | None = None):
+        self.reactor = reactor
+        self.writer = writer
+        self.metrics = metrics
+        self.node = node or node_id()
+        self.queue = QueueStore(store_engine, self.node)
+        self.pipeline = pipeline
+        self.workers: dict[tuple[str, str], DestinationWorker] = {}
+        self._configs: dict[tuple[str, str], dict] = {}
+        self._depths = LoopingCall(self._refresh_depths)
+        self._depths.clock = reactor
+
+    def _run_db(self, fn, *args):
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+
+    def _wanted(self, pipeline) -> dict[tuple[str, str], tuple[str, dict]]:
+        out = {}
+        for name, channel in pipeline.channels.items():
+            for target in channel.targets:
+                dest = target.destination
+                out[(name, dest.name)] = (dest.kind, dest.config)
+        return out
+
+    def _start_worker(self, key, kind: str, config: dict) -> None:
+        worker = DestinationWorker(
+            key[0], config, make_sender(kind, config, self.reactor), queue=self.queue,
+            writer=self.writer, clock=self.reactor, metrics=self.metrics, run_db=self._run_db,
+        )  # fmt: skip
+        self.workers[key] = worker
+        self._configs[key] = config
+        worker.start()
+
+    def startService(self) -> None:
+        super().startService()
+        for key, (kind, config) in self._wanted(self.pipeline).items():
+            self._start_worker(key, kind, config)
+        self._depths.start(self.depth_interval, now=True).addErrback(
+            lambda f: log.error("queue gauges stopped", error=f.getErrorMessage())
+        )
+        log.info("delivery started", node=self.node, destinations=len(self.workers))
+
+    def stopService(self):
+        super().stopService()
+        if self._depths.running:
+            self._depths.stop()
+        return DeferredList([w.stop() for w in self.workers.values()], consumeErrors=True)
+
+    @inlineCallbacks
+    def apply(self, pipeline):
+        """Reload: restart the workers whose destination changed, add and remove the rest."""
+        wanted = self._wanted(pipeline)
+        self.pipeline = pipeline
+        for key in list(self.workers):
+            if key not in wanted or wanted[key][1] != self._configs[key]:
+                worker = self.workers.pop(key)
+                self._configs.pop(key, None)
+                yield worker.stop()
+        for key, (kind, config) in wanted.items():
+            if key not in self.workers:
+                self._start_worker(key, kind, config)
+
+    def wake(self, keys) -> None:
+        for key in keys:
+            worker = self.workers.get(key)
+            if worker is not None:
+                worker.wake()
+
+    def wake_all(self) -> None:
+        self.wake(list(self.workers))
+
+    @inlineCallbacks
+    def _refresh_depths(self):
+        now = self.reactor.seconds()
+        try:
+            depths = yield self._run_db(self.queue.depths, now)
+        except Exception as exc:
+            log.warning("queue depths unavailable", error=str(exc)[:200])
+            return
+        for e in depths:
+            labels = (e["channel"], e["destination"])
+            for state in OPEN_STATES:
+                self.metrics.queue_depth.labels(*labels, state).set(e.get(state, 0))
+            self.metrics.queue_depth.labels(*labels, "dead").set(e.get("dead", 0))
+            self.metrics.oldest_pending_age.labels(*labels).set(e["oldest_age"])
