@@ -8,13 +8,45 @@ from typing import Any, ClassVar
 
 from engine.config import Field, Spec, register_destination
 from engine.config.channel_spec import StepList
+from engine.config.external import FilePath
 from engine.config.hl7types import Condition
-from engine.config.scalars import Bool
+from engine.config.scalars import Bool, Duration, Enum, Int, String
+from engine.config.spec import Nested
 from engine.hl7.message import Message
 
 DESTINATION_KINDS: dict[str, type[Destination]] = {}
 
+RETRY = Spec(
+    "retry",
+    "How often and how long a failed delivery is tried again (exponential backoff with "
+    "jitter; a peer's Retry-After is honoured).",
+    (
+        Field("max_attempts", Int(min=1), "Attempts before the delivery is dead.", default=10),
+        Field("backoff", Duration(), "Wait after the first failure; doubles each time.",
+              default="2s"),
+        Field("max_backoff", Duration(), "The longest wait between attempts.", default="5m"),
+        Field("max_age", Duration(), "Give up on a delivery older than this (0: no limit).",
+              default="0s"),
+    ),
+)  # fmt: skip
+
+CLIENT_TLS = Spec(
+    "client tls",
+    "TLS to the peer: verify it against `ca`, present `cert`/`key` when it asks.",
+    (
+        Field("ca", FilePath(), "CA certificate(s) to verify the peer (default: system)."),
+        Field("cert", FilePath(), "Client certificate."),
+        Field("key", FilePath(), "Client private key."),
+        Field("server_name", String(), "Name to check the peer certificate against."),
+        Field("min_version", Enum("1.2", "1.3"), "Lowest TLS version.", default="1.2"),
+    ),
+)
+
 COMMON_FIELDS = (
+    Field("retry", Nested(RETRY), "Retry policy.", default={}),
+    Field("on_failure", Enum("dead_letter", "block"), "When retries are spent (or the peer "
+          "rejects the message): move it to dead letter and go on, or hold the queue until an "
+          "operator replays or skips it.", default="dead_letter"),
     Field("steps", StepList(), "Steps for this destination only, after the channel's steps.",
           default=[]),
     Field("when", Condition(), "Only messages this condition holds for go here."),
