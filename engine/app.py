@@ -95,8 +95,9 @@ class Switchboard(MultiService):
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
         self.delivery = DeliveryService(
-            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline
-        )
+            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
+            options=config.store_options,
+        )  # fmt: skip
         self.delivery.setServiceParent(self)
         self.intakes: dict[str, Intake] = {}
         self.listeners: dict[str, Service] = {}

@@ -54,7 +54,8 @@ def test_complete_example_loads_with_defaults_filled(basic: Path) -> None:
     assert config.path == basic / "routes.yaml"
     assert config.base_dir == basic
     assert config.store == f"sqlite:///{basic}/var/switchboard.db"
-    assert config.store_options == {"synchronous": "normal", "max_batch": 500, "pool_size": 5}
+    assert config.store_options == {"synchronous": "normal", "max_batch": 500, "pool_size": 5,
+                                    "lease_ttl": 15.0, "poll_interval": 1.0}  # fmt: skip
     assert config.channels_dir == basic / "channels"
     assert config.admin == {"listen": "tcp:8481:interface=127.0.0.1", "token": None}
     assert config.logging == {"level": "debug", "format": "auto"}
@@ -177,7 +178,8 @@ def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     config = load_config(routes)
 
     assert config.store == f"sqlite:///{tmp_path}/var/switchboard.db"
-    assert config.store_options == {"synchronous": "full", "max_batch": 2000, "pool_size": 5}
+    assert config.store_options == {"synchronous": "full", "max_batch": 2000, "pool_size": 5,
+                                    "lease_ttl": 15.0, "poll_interval": 1.0}  # fmt: skip
     assert config.admin is None
     assert config.logging == {"level": "info", "format": "auto"}
     assert config.routes == []

@@ -302,6 +302,19 @@ STORE_OPTIONS = Spec(
             default=2000,
         ),
         Field("pool_size", Int(min=1), "Database connections (PostgreSQL).", default=5),
+        Field(
+            "lease_ttl",
+            Duration(min=1.0),
+            "How long a node holds a destination without renewing (several nodes on "
+            "PostgreSQL): when a node dies, another takes its destinations over after this.",
+            default="15s",
+        ),
+        Field(
+            "poll_interval",
+            Duration(min=0.01),
+            "How often idle delivery workers look for work from other nodes and operators.",
+            default="1s",
+        ),
     ),
 )
 

@@ -43,7 +43,11 @@ class DeliveryService(Service):
     name = "delivery"
     depth_interval = 5.0
 
-    def __init__(self, store_engine, writer, reactor, metrics, pipeline, node: str | None = None):
+    def __init__(self, store_engine, writer, reactor, metrics, pipeline, node: str | None = None,
+                 options: dict | None = None):  # fmt: skip
+        options = options or {}
+        self.lease_ttl = float(options.get("lease_ttl", 15.0))
+        self.poll_interval = float(options.get("poll_interval", 1.0))
         self.reactor = reactor
         self.writer = writer
         self.metrics = metrics
@@ -71,6 +75,8 @@ class DeliveryService(Service):
             key[0], config, make_sender(kind, config, self.reactor), queue=self.queue,
             writer=self.writer, clock=self.reactor, metrics=self.metrics, run_db=self._run_db,
         )  # fmt: skip
+        worker.lease_ttl = self.lease_ttl
+        worker.poll_interval = self.poll_interval
         self.workers[key] = worker
         self._configs[key] = config
         worker.start()
