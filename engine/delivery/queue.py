@@ -114,29 +114,37 @@ class QueueStore:
 
     # claims ---------------------------------------------------------------------------
     def claim(self, channel: str, destination: str, limit: int, now: float) -> list[QueuedRow]:
-        """The head of the queue, in order: up to ``limit`` open rows, marked in flight."""
-        with self.engine.begin() as conn:
-            q = (
-                select(
-                    d.id, d.message_id, d.status, d.attempts, d.next_attempt_at, d.created_at,
-                    d.payload, d.content_type, messages.c.control_id,
-                )
-                .select_from(deliveries.join(messages, messages.c.id == d.message_id, isouter=True))
-                .where(d.channel == channel, d.destination == destination)
-                .where(d.status.in_((PENDING, RETRYING, HELD, IN_FLIGHT)))
-                .order_by(d.id)
-                .limit(limit)
-            )  # fmt: skip
-            if not self.single_node:
-                q = q.with_for_update(of=deliveries, skip_locked=True)
-            rows = conn.execute(q).all()
-            fresh = [r.id for r in rows if r.status == PENDING]
-            if fresh:
-                conn.execute(
-                    update(deliveries)
-                    .where(d.id.in_(fresh))
-                    .values(status=IN_FLIGHT, claimed_by=self.node, updated_at=now)
-                )
+        """The head of the queue, in order: up to ``limit`` open rows.
+
+        On PostgreSQL they are locked (FOR UPDATE SKIP LOCKED) and marked in flight with this
+        node's id. A SQLite store has one node and one writer: claiming is a plain read (a
+        write here would be one more fsync competing with intake's group commits), and a
+        restart resends every row not delivered, which is what in flight means anyway.
+        """
+        q = (
+            select(
+                d.id, d.message_id, d.status, d.attempts, d.next_attempt_at, d.created_at,
+                d.payload, d.content_type, messages.c.control_id,
+            )
+            .select_from(deliveries.join(messages, messages.c.id == d.message_id, isouter=True))
+            .where(d.channel == channel, d.destination == destination)
+            .where(d.status.in_((PENDING, RETRYING, HELD, IN_FLIGHT)))
+            .order_by(d.id)
+            .limit(limit)
+        )  # fmt: skip
+        if self.single_node:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+        else:
+            with self.engine.begin() as conn:
+                rows = conn.execute(q.with_for_update(of=deliveries, skip_locked=True)).all()
+                fresh = [r.id for r in rows if r.status == PENDING]
+                if fresh:
+                    conn.execute(
+                        update(deliveries)
+                        .where(d.id.in_(fresh))
+                        .values(status=IN_FLIGHT, claimed_by=self.node, updated_at=now)
+                    )
         return [
             QueuedRow(r.id, r.message_id, IN_FLIGHT if r.status == PENDING else r.status,
                       r.attempts, r.next_attempt_at, r.created_at, r.payload, r.content_type,

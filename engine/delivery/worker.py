@@ -5,10 +5,11 @@ dead (on_failure: dead_letter, the default: the queue moves on) or held (on_fail
 the queue waits for an operator to replay or skip it). A delivery waiting for its retry time
 holds the queue too: an A08 never overtakes its A01.
 
-Outcomes are written through the store writer's group commit; before the next claim the
-worker waits for the commits of the batch it sent, so a restart resends at most what was in
-flight (at-least-once). Timing uses the clock handed in; the database calls go through
-``run_db`` (a thread pool by default), so tests can drive everything deterministically.
+Outcomes are written through the store writer's group commit, one write per batch sent,
+and the worker waits for it before the next claim: a restart resends at most the batch that
+was in flight (at-least-once), in order. Timing uses the clock handed in; the database calls
+go through ``run_db`` (a thread pool by default), so tests can drive everything
+deterministically.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThreadPool
 
 from engine.delivery.outcome import DEAD, OK, Delivery, Outcome
@@ -57,6 +58,7 @@ class DestinationWorker:
         self._timer = None
         self._done: Deferred | None = None
         self._lease_at = -1e18
+        self._codes: dict[str, object] = {}  # peer response code -> counter child
         self._metrics(metrics)
 
     def _metrics(self, m) -> None:
@@ -138,7 +140,7 @@ class DestinationWorker:
     @inlineCallbacks
     def _send_batch(self, rows: list[QueuedRow]):
         """Send rows in order; returns seconds to wait when the head cannot move, else None."""
-        commits = []
+        updates: list[dict] = []
         wait = None
         for row in rows:
             if self._stopping:
@@ -158,15 +160,23 @@ class DestinationWorker:
             except Exception as exc:  # a sender must not raise; if it does, retry
                 outcome = Outcome.retry(f"sender error: {exc}")
             stop_here, update = self._decide(row, outcome, self.clock.seconds())
-            commits.append(self.writer.execute([(OUTCOME_UPDATE, [update])]))
+            updates.append(update)
             if stop_here:  # dead: claim again at once; retry/held: the head waits
                 if update["status"] == RETRYING:
                     wait = update["next_at"] - self.clock.seconds()
                 if update["status"] == HELD:
                     wait = self.poll_interval
                 break
-        if commits:
-            yield DeferredList(commits, consumeErrors=True)
+        if updates:
+            # one write for the batch's outcomes; a crash before it commits resends them
+            # (at-least-once), in order
+            try:
+                yield self.writer.execute([(OUTCOME_UPDATE, updates)])
+            except Exception as exc:  # the store could not record them: do not spin resending
+                self.log.error("cannot record delivery outcomes; pausing this queue briefly",
+                               error=str(exc)[:300])  # fmt: skip
+                self._set_health(DOWN)
+                return max(wait or 0.0, 5 * self.poll_interval)
         return wait
 
     def _decide(self, row: QueuedRow, outcome: Outcome, now: float) -> tuple[bool, dict]:
@@ -176,7 +186,12 @@ class DestinationWorker:
                   "response": outcome.response, "now": now, "delivered_at": None,
                   "next_at": None, "error": outcome.error}  # fmt: skip
         if self.m is not None and outcome.code:
-            self.m.acks_received.labels(self.channel, self.name, outcome.code[:8]).inc()
+            child = self._codes.get(outcome.code)
+            if child is None:
+                child = self._codes[outcome.code] = self.m.acks_received.labels(
+                    self.channel, self.name, outcome.code[:8]
+                )
+            child.inc()
         if kind == OK:
             update["status"] = DELIVERED
             update["delivered_at"] = now

@@ -203,10 +203,7 @@ class StoreWriter:
                     dup_ids.append(first)
                     results.append(RowResult(first, duplicate_of=first, ack=step[3]))
             outcomes.append(results)
-        for req in batch:
-            for stmt, params in req.ops:
-                if params:
-                    conn.execute(stmt, params)
+        self._run_ops(conn, sql, batch)
         if dup_ids:
             conn.execute(
                 update(messages)
@@ -215,6 +212,23 @@ class StoreWriter:
                 [{"mid": i} for i in dup_ids],
             )
         return outcomes
+
+    def _run_ops(self, conn, sql: _Statements, batch: list[WriteRequest]) -> None:
+        """Statements queued with execute(): consecutive uses of one statement across the
+        batch run as one executemany (delivery outcomes come one per request)."""
+        run: list = []
+        current = None
+        for req in batch:
+            for stmt, params in req.ops:
+                if not params:
+                    continue
+                if stmt is not current and run:
+                    sql.execute(conn, current, run)
+                    run = []
+                current = stmt
+                run.extend(params)
+        if run:
+            sql.execute(conn, current, run)
 
     def _existing(self, conn, sql: _Statements, batch: list[WriteRequest]) -> dict[str, tuple]:
         keys = list(
@@ -267,6 +281,7 @@ class _Statements:
         self.dialect = dialect
         self.child_tables = {"_runs": channel_runs, "_deliveries": deliveries}
         self.child_sql: dict[tuple, tuple] = {}  # (key, columns) -> compiled insert
+        self._compiled: dict[int, tuple] = {}  # id(statement) -> (statement, sql, order)
         m = messages.c
         select_sql = select(m.dedup_key, m.id, m.received_at, m.ack)
         self.lookup_head = str(select_sql.compile(dialect=dialect)) + " WHERE dedup_key "
@@ -313,6 +328,19 @@ class _Statements:
                 self.child_sql[(key, cols)] = compiled
             sql, order = compiled
             conn.exec_driver_sql(sql, _params(children, order))
+
+    def execute(self, conn, stmt, params: list[dict]) -> None:
+        """Run ``stmt`` for each parameter dict: compiled once, then the driver's executemany."""
+        compiled = self._compiled.get(id(stmt))
+        if compiled is None:
+            c = stmt.compile(dialect=self.dialect, column_keys=list(params[0]))
+            order = tuple(c.positiontup) if c.positional else None
+            defaults = {k: v for k, v in c.params.items() if k not in params[0]}
+            compiled = self._compiled[id(stmt)] = (stmt, str(c), order, defaults)
+        _, text, order, defaults = compiled
+        if defaults:  # literal values of the statement (claimed_by=None) are parameters too
+            params = [{**defaults, **p} for p in params]
+        conn.exec_driver_sql(text, _params(params, order))
 
     def lookup(self, conn, keys: list[str]):
         if self.sqlite:

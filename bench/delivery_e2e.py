@@ -1,0 +1,159 @@
+"""End to end: MLLP in, a three-step channel (filter, translate, set), MLLP out to a peer
+that ACKs, all durable; then the time to drain a backlog after the peer comes back.
+
+    .venv/bin/python bench/delivery_e2e.py [--messages 20000] [--backlog 100000]
+
+The engine and the peer (bench/baseline_server.py, which ACKs every message) are separate
+processes; load comes from bench/loadgen.py at 8 connections x 8 in flight. End-to-end rate
+= messages / time until the engine's switchboard_delivered_total reaches them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mllp_intake import (
+    THREE_STEP_CHANNEL,
+    VITALS_TABLE,
+    cpu_seconds,
+    free_port,
+    http_get,
+    rss_mb,
+    stop,
+)
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+SWITCHBOARD = str(Path(PY).parent / "switchboard")
+
+
+def metric(admin: int, name: str) -> float:
+    _, body = http_get(f"http://127.0.0.1:{admin}/metrics", timeout=5)
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def start_peer(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([PY, str(HERE / "baseline_server.py"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(0.5)
+    return proc
+
+
+def start_engine(tmp: Path, peer_port: int) -> tuple[subprocess.Popen, int, int]:
+    (tmp / "channels").mkdir(parents=True, exist_ok=True)
+    (tmp / "transforms" / "tables").mkdir(parents=True, exist_ok=True)
+    (tmp / "transforms" / "tables" / "vitals.csv").write_text(VITALS_TABLE)
+    (tmp / "channels" / "bench.yaml").write_text(
+        THREE_STEP_CHANNEL.replace("tcp:127.0.0.1:9", f"tcp:127.0.0.1:{peer_port}").replace(
+            "ack_timeout: 30s}", "ack_timeout: 30s, retry: {max_attempts: 1000, backoff: 100ms, "
+            "max_backoff: 1s}}")
+    )  # fmt: skip
+    port, admin = free_port(), free_port()
+    cfg = tmp / "bench.yaml"
+    cfg.write_text(
+        f"store: sqlite:///{tmp}/bench.db\n"
+        f"listeners:\n  - {{name: bench, mllp: 'tcp:{port}:interface=127.0.0.1'}}\n"
+        f"admin: {{listen: 'tcp:{admin}:interface=127.0.0.1'}}\n"
+        "logging: {level: warning, format: json}\n"
+        "routes:\n  - {match: {type: ADT}, to: [bench]}\n"
+    )
+    with open(tmp / "engine.log", "wb") as log:
+        proc = subprocess.Popen(
+            [SWITCHBOARD, "run", "-c", str(cfg)], cwd=tmp, stdout=subprocess.DEVNULL, stderr=log
+        )
+    for _ in range(400):
+        if http_get(f"http://127.0.0.1:{admin}/healthz", timeout=1)[0] == 200:
+            return proc, port, admin
+        time.sleep(0.05)
+    raise RuntimeError((tmp / "engine.log").read_text()[-2000:])
+
+
+def load(port: int, n: int, tag: str) -> dict:
+    cmd = [PY, str(HERE / "loadgen.py"), "--port", str(port), "--conns", "8", "--window", "8",
+           "--messages", str(n), "--tag", tag, "--time-cap", "900"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1000)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def wait_delivered(admin: int, n: float, cap: float = 900.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < cap:
+        if metric(admin, "switchboard_delivered_total") >= n:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise RuntimeError(f"only {metric(admin, 'switchboard_delivered_total'):.0f} of {n} delivered")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--backlog", type=int, default=100000)
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="sb-e2e-") as d:
+        tmp = Path(d)
+        peer_port = free_port()
+        peer = start_peer(peer_port)
+        engine, port, admin = start_engine(tmp, peer_port)
+        try:
+            load(port, 2000, "WARM")  # warm-up
+            base = wait_delivered(admin, 2000) and metric(admin, "switchboard_delivered_total")
+            cpu0 = sum(cpu_seconds(engine.pid))
+            t0 = time.monotonic()
+            lg = load(port, args.messages, "E2E")
+            t_intake = time.monotonic()
+            t_done = wait_delivered(admin, base + args.messages)
+            cpu = sum(cpu_seconds(engine.pid)) - cpu0
+            results["e2e"] = {
+                "messages": args.messages,
+                "intake_msg_per_s": round(args.messages / (t_intake - t0)),
+                "e2e_msg_per_s": round(args.messages / (t_done - t0)),
+                "ack_p50_ms": lg.get("p50_ms"), "ack_p99_ms": lg.get("p99_ms"),
+                "server_cpu_us_per_msg": round(cpu / args.messages * 1e6),
+                "rss_mb": rss_mb(engine.pid), "errors": lg.get("errors"),
+            }  # fmt: skip
+            # backlog: the peer goes down, the backlog queues up durably, the peer comes back
+            stop(peer)
+            done_before = metric(admin, "switchboard_delivered_total")
+            lg = load(port, args.backlog, "BACKLOG")
+            queued = args.backlog
+            peer = start_peer(peer_port)
+            t0 = time.monotonic()
+            t_done = wait_delivered(admin, done_before + queued)
+            results["drain"] = {
+                "queued": queued, "intake_errors": lg.get("errors"),
+                "drain_seconds": round(t_done - t0, 1),
+                "drain_msg_per_s": round(queued / (t_done - t0)),
+            }  # fmt: skip
+        finally:
+            stop(engine)
+            stop(peer)
+    e, dr = results["e2e"], results["drain"]
+    print("End to end: MLLP in -> filter + translate + set -> MLLP out (durable, 8x8)")
+    print(f"  {e['messages']:,} messages: {e['e2e_msg_per_s']:,} msg/s delivered end to end "
+          f"(intake {e['intake_msg_per_s']:,} msg/s), ACK p50 {e['ack_p50_ms']} ms p99 "
+          f"{e['ack_p99_ms']} ms, server CPU {e['server_cpu_us_per_msg']} µs/msg, "
+          f"RSS {e['rss_mb']} MB, errors {e['errors']}")  # fmt: skip
+    ok = e["e2e_msg_per_s"] >= 3000
+    print(f"  target >= 3,000 msg/s end to end: {'met' if ok else 'NOT MET'}")
+    print(
+        f"Backlog: {dr['queued']:,} queued while the peer was down drained in "
+        f"{dr['drain_seconds']} s ({dr['drain_msg_per_s']:,} msg/s) after it came back"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
