@@ -146,7 +146,19 @@ def build_channels(config, runtime: Runtime) -> dict[str, Channel]:
                 ("channels", name, "destinations", d_index, "steps"), problems,
             )  # fmt: skip
             when = compile_condition(dcfg["when"]) if dcfg.get("when") else None
-            targets.append(_Target(cls(dcfg), d_steps, when, bool(dcfg.get("flagged_only"))))
+            try:
+                destination = cls(dcfg)
+            except ValueError as exc:  # e.g. a template with a bad field path
+                path = ("channels", name, "destinations", d_index)
+                loc = config.location(path)
+                message = f"destination '{dcfg['name']}': {exc}"
+                problems.append(
+                    Problem(loc.file, loc.line, loc.column, message)
+                    if loc
+                    else Problem(str(config.path), 0, 0, message)
+                )
+                continue
+            targets.append(_Target(destination, d_steps, when, bool(dcfg.get("flagged_only"))))
         channels[name] = Channel(name, steps, targets)
     if problems:
         raise ConfigError(problems)

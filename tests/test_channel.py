@@ -255,3 +255,25 @@ def test_every_shared_sample_passes_a_channel_byte_identical(tmp_path):
             assert result.outputs[0].payload == payload, path.name
             checked += 1
     assert checked >= 25
+
+
+def test_rest_template_render_and_bad_template(tmp_path, monkeypatch):
+    import json
+
+    tpl = '{"mrn": "{{PID-3.1}}", "name": "{{PID-5}}", "cost": "$5", "type": "{{ MSH-9.1 }}"}'
+    r = run(tmp_path, "name: ch\ndestinations:\n  - {name: r, rest: 'https://x.org', "
+            f"format: template, template: '{tpl}'}}\n",
+            text=ORU.replace("DOE^JOHN", 'DO"E^JOHN'))  # fmt: skip
+    out = r.outputs[0]
+    assert out.content_type == "application/json"
+    assert json.loads(out.payload) == {"mrn": "123", "name": 'DO"E^JOHN', "cost": "$5",
+                                       "type": "ORU"}  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        pipeline(tmp_path, "name: ch\ndestinations:\n  - {name: r, rest: 'https://x.org', "
+                 "format: template, template: '{{PID3}}'}\n")  # fmt: skip
+    assert (
+        caught.value.format()
+        .splitlines()[0]
+        .startswith("channels/ch.yaml:3:5: destination 'r': 'PID3' is not a field path")
+    )
