@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -22,9 +22,9 @@ from engine.store.schema import (
     DEAD,
     HELD,
     IN_FLIGHT,
+    OPEN_PREDICATE,
     OPEN_STATES,
     PENDING,
-    RETRYING,
     SKIPPED,
     deliveries,
     destination_state,
@@ -128,7 +128,7 @@ class QueueStore:
             )
             .select_from(deliveries.join(messages, messages.c.id == d.message_id, isouter=True))
             .where(d.channel == channel, d.destination == destination)
-            .where(d.status.in_((PENDING, RETRYING, HELD, IN_FLIGHT)))
+            .where(text("deliveries." + OPEN_PREDICATE))  # literal: the partial index serves it
             .order_by(d.id)
             .limit(limit)
         )  # fmt: skip

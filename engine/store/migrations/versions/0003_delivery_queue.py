@@ -13,6 +13,9 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+OPEN_PREDICATE = "status IN ('pending', 'in_flight', 'retry', 'held')"
+
+
 def new_columns() -> list[sa.Column]:
     return [
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -30,8 +33,15 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:
         for column in new_columns():
             batch.add_column(column)
+    op.create_index("ix_deliveries_status", "deliveries", ["status", "channel", "destination"])
+    # the head of each queue: open rows only (see schema.OPEN_PREDICATE)
+    op.drop_index("ix_deliveries_queue", "deliveries")
     op.create_index(
-        "ix_deliveries_status", "deliveries", ["status", "channel", "destination"]
+        "ix_deliveries_open",
+        "deliveries",
+        ["channel", "destination", "id"],
+        sqlite_where=sa.text(OPEN_PREDICATE),
+        postgresql_where=sa.text(OPEN_PREDICATE),
     )
     op.create_table(
         "destination_state",
@@ -46,6 +56,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("destination_state")
+    op.drop_index("ix_deliveries_open", "deliveries")
+    op.create_index("ix_deliveries_queue", "deliveries", ["channel", "destination", "status", "id"])
     op.drop_index("ix_deliveries_status", "deliveries")
     with op.batch_alter_table("deliveries") as batch:
         for column in reversed(new_columns()):
