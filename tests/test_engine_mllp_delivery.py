@@ -73,6 +73,14 @@ async def test_peer_down_then_up_drains_in_order(tmp_path):
         await in_thread(send_all, sb.port_of("in"), [adt(i) for i in range(10)])
         assert await wait_for(lambda: "retry" in statuses(sb))
         assert peer.received == []
+        await sb.delivery._refresh_depths()  # the gauges ops watch while a peer is down
+        get = sb.metrics.registry.get_sample_value
+        labels = {"channel": "adt", "destination": "ehr"}
+        queued = sum(get("switchboard_queue_depth", {**labels, "state": s}) or 0
+                     for s in ("pending", "in_flight", "retry"))  # fmt: skip
+        assert queued == 10
+        assert get("switchboard_queue_oldest_age_seconds", labels) >= 0
+        assert get("switchboard_destination_health", labels) >= 1  # degraded or down
         peer = MLLPPeer(port)
         await peer.start()  # back up
         assert await wait_for(lambda: statuses(sb) == ["delivered"] * 10)
