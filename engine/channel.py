@@ -85,7 +85,15 @@ class Channel:
                 result.status = PASSED  # filtered for this destination only
                 result.step = result.step_kind = result.reason = None
                 continue
-            rendered: Rendered = dest.render(out)
+            try:
+                rendered: Rendered = dest.render(out)
+            except Exception as exc:  # e.g. no FHIR mapping for this message: keep it, errored
+                result.status = ERRORED
+                result.step, result.step_kind = None, f"{dest.name} render"
+                result.reason = f"{type(exc).__name__}: {exc}" if not isinstance(
+                    exc, ValueError) else str(exc)  # fmt: skip
+                result.outputs = []
+                return result
             result.outputs.append(Output(dest.name, dest.kind, rendered.payload,
                                          rendered.content_type))  # fmt: skip
             result.by_destination[dest.name] = out
@@ -147,7 +155,7 @@ def build_channels(config, runtime: Runtime) -> dict[str, Channel]:
             )  # fmt: skip
             when = compile_condition(dcfg["when"]) if dcfg.get("when") else None
             try:
-                destination = cls(dcfg)
+                destination = cls({**dcfg, "_base_dir": config.base_dir})
             except ValueError as exc:  # e.g. a template with a bad field path
                 path = ("channels", name, "destinations", d_index)
                 loc = config.location(path)

@@ -36,6 +36,10 @@ def make_sender(kind: str, config: dict, reactor):
         return RestSender(config, reactor=reactor)
     if kind == "file":
         return FileSender(config, reactor=reactor)
+    if kind == "fhir":
+        from engine.delivery.fhir_sender import FhirSender
+
+        return FhirSender(config, reactor=reactor)
     raise ValueError(f"no sender for destination kind {kind!r}")
 
 

@@ -4,7 +4,7 @@ Delivery itself (queues, retries, ACK tracking) is engine/delivery; a channel on
 ER7 bytes for MLLP and file destinations, ER7 or JSON for REST.
 """
 
-from engine.destinations import file, mllp, rest  # noqa: F401  (registration on import)
+from engine.destinations import fhir, file, mllp, rest  # noqa: F401  (registration on import)
 from engine.destinations.base import DESTINATION_KINDS, Destination, Rendered
 
 __all__ = ["DESTINATION_KINDS", "Destination", "Rendered"]

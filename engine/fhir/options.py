@@ -1,0 +1,28 @@
+"""Per-channel conversion options (the FHIR destination's settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+DEFAULT_LOCAL_SYSTEM = "http://switchboard.local/fhir"
+ALL_RESOURCES = frozenset({
+    "Patient", "Encounter", "Practitioner", "RelatedPerson", "AllergyIntolerance", "Condition",
+    "Coverage", "Organization", "Observation", "DiagnosticReport", "ServiceRequest", "Specimen",
+    "MessageHeader",
+})  # fmt: skip
+DEFAULT_RESOURCES = ALL_RESOURCES - {"MessageHeader"}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How one channel converts: the zone for times without an offset, URIs for local code
+    systems and identifier namespaces, and which resources to emit."""
+
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    local_system: str = DEFAULT_LOCAL_SYSTEM  # base URI for local code systems and ids
+    identifier_systems: dict[str, str] = field(default_factory=dict)  # CX.4 namespace -> URI
+    resources: frozenset[str] = DEFAULT_RESOURCES
+
+    def emits(self, resource_type: str) -> bool:
+        return resource_type in self.resources
