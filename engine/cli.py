@@ -129,12 +129,91 @@ def test_channels(paths: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--channel", help="Run this channel's steps and use its FHIR destination.")
+@click.option("--destination", help="Which FHIR destination of the channel (default: first).")
+@config_option
+@click.option(
+    "--validate/--no-validate",
+    default=True,
+    show_default=True,
+    help="Check the bundle against the FHIR R4 models.",
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="Zone for times without an offset (without --channel).",
+)
+def convert(file, channel, destination, config_path, validate, timezone) -> None:
+    """Print the FHIR R4 transaction Bundle an analyst would get for the message(s) in FILE."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from engine.fhir.convert import UnsupportedMessage
+    from engine.fhir.convert import convert as to_fhir
+    from engine.fhir.convert import validate as check
+    from engine.fhir.options import ConvertOptions
+    from engine.hl7.message import Message, MessageError
+    from engine.mllp.client import split_messages
+
+    try:
+        payloads = split_messages(Path(file).read_bytes())
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
+    if not payloads:
+        raise click.ClickException(f"{file}: no HL7 message (no segment starting with MSH)")
+    target = pipeline = options = None
+    if channel:
+        _, pipeline = _load(config_path, build=True)
+        if channel not in pipeline.channels:
+            raise click.ClickException(
+                f"no channel '{channel}' (channels: {', '.join(sorted(pipeline.channels))})"
+            )
+        fhir = [
+            t.destination
+            for t in pipeline.channels[channel].targets
+            if t.destination.kind == "fhir" and destination in (None, t.destination.name)
+        ]
+        if not fhir:
+            named = f" named '{destination}'" if destination else ""
+            raise click.ClickException(f"channel '{channel}' has no FHIR destination{named}")
+        target = fhir[0]
+    else:
+        try:
+            options = ConvertOptions(timezone=ZoneInfo(timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"unknown time zone {timezone!r}") from None
+    failed = False
+    for payload in payloads:
+        try:
+            message = Message.from_bytes(payload)
+            if target is None:
+                bundle = to_fhir(message, options)
+            else:
+                result = pipeline.channels[channel].run(message)
+                out = next((o for o in result.outputs if o.destination == target.name), None)
+                if out is None:
+                    why = result.reason or f"{result.status} at step {result.step}"
+                    raise ValueError(f"channel '{channel}' produced no bundle: {why}")
+                bundle = json.loads(out.payload)
+            if validate:
+                check(bundle)
+        except (UnsupportedMessage, MessageError, ValueError) as exc:
+            click.echo(f"{file}: {exc}", err=True)
+            failed = True
+            continue
+        click.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write routes.schema.json and channel.schema.json here (default: print).",
+    help="Write the routes, channel and channel-test schemas here (default: print).",
 )
 def schema(out_dir: str | None) -> None:
     """JSON Schema of routes.yaml and channel files, for editor completion and checks."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from engine.fhir.bundle import TransactionBundle
 from engine.fhir.datatypes import compact, dtm
 from engine.fhir.options import ConvertOptions
@@ -66,8 +68,12 @@ def message_header(message: Message, kind: str, trigger: str) -> dict:
     })  # fmt: skip
 
 
+_TIME_WITHOUT_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+
+
 def validate(bundle: dict) -> None:
-    """Raise ValueError when the bundle is not valid FHIR R4 (fhir.resources models)."""
+    """Raise ValueError when the bundle is not valid FHIR R4: the fhir.resources models, plus
+    the rule they do not enforce: a dateTime with a time must carry an offset."""
     from fhir.resources.bundle import Bundle
     from pydantic import ValidationError
 
@@ -77,3 +83,22 @@ def validate(bundle: dict) -> None:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise ValueError(f"not valid FHIR R4: {where}: {first.get('msg')}") from None
+    where = _time_without_offset(bundle, "Bundle")
+    if where:
+        raise ValueError(f"not valid FHIR R4: {where}: a time without a UTC offset")
+
+
+def _time_without_offset(node, path: str) -> str | None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _time_without_offset(value, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _time_without_offset(value, f"{path}[{i}]")
+            if found:
+                return found
+    elif isinstance(node, str) and _TIME_WITHOUT_OFFSET.match(node):
+        return path
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from engine.fhir import vocab
@@ -18,22 +19,29 @@ from engine.hl7.escape import unescape
 class V2:
     """One field repetition: ``c(n)`` is component n decoded, ``s(n, m)`` subcomponent m."""
 
-    __slots__ = ("enc", "raw", "sep")
+    __slots__ = ("_decoded", "_parts", "enc", "raw", "sep")
 
     def __init__(self, raw: str, sep: str = "|", enc: str = "^~\\&"):
         self.raw = raw or ""
         self.sep = sep
         self.enc = enc
+        self._parts: list[str] | None = None  # split once, on first use
+        self._decoded: dict[int, str] = {}
 
     def _comp(self, n: int) -> str:
-        parts = self.raw.split(self.enc[0])
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = self.raw.split(self.enc[0])
         return parts[n - 1] if n - 1 < len(parts) else ""
 
     def c(self, n: int) -> str:
-        comp = self._comp(n)
-        if self.enc[3] in comp:  # a component with subcomponents: the first one
-            comp = comp.split(self.enc[3])[0]
-        return unescape(comp, self.sep, self.enc).strip()
+        value = self._decoded.get(n)
+        if value is None:
+            comp = self._comp(n)
+            if self.enc[3] in comp:  # a component with subcomponents: the first one
+                comp = comp.split(self.enc[3])[0]
+            value = self._decoded[n] = unescape(comp, self.sep, self.enc).strip()
+        return value
 
     def s(self, n: int, m: int) -> str:
         subs = self._comp(n).split(self.enc[3])
@@ -180,7 +188,7 @@ def identifier_system(f: V2, opts) -> str | None:
     if namespace and namespace in systems:
         return systems[namespace]
     if namespace:
-        return f"{opts.local_system.rstrip('/')}/id/{namespace}"
+        return f"{opts.local_system.rstrip('/')}/id/{quote(namespace, safe='')}"
     return None
 
 

@@ -4,6 +4,8 @@ recommendation (shared/fhir-mapping.md)."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 V2 = "http://terminology.hl7.org/CodeSystem/v2-"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -51,7 +53,7 @@ def system_uri(name: str, local_uri: str | None = None) -> str | None:
     if all(p.isdigit() for p in name.split(".")) and name.count(".") >= 2:
         return f"urn:oid:{name}"
     if local_uri:
-        return f"{local_uri.rstrip('/')}/{name}"
+        return f"{local_uri.rstrip('/')}/{quote(name, safe='')}"
     return None
 
 

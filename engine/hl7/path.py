@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 ALL = -1  # "[*]"
 
@@ -62,8 +63,9 @@ def _num(s: str | None, default: int | None) -> int | None:
     return ALL if s == "*" else int(s)
 
 
+@lru_cache(maxsize=4096)
 def parse_path(text: str) -> Path:
-    """Parse a path, or raise PathError saying what a path looks like."""
+    """Parse a path, or raise PathError saying what a path looks like (cached: paths repeat)."""
     m = _PATH.match(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise PathError(
