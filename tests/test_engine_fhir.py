@@ -110,7 +110,7 @@ def test_convert_command(tmp_path):
                if e["resource"]["resourceType"] == "Observation")  # fmt: skip
     assert obs["effectiveDateTime"].endswith("-05:00")
     bad = tmp_path / "siu.hl7"
-    bad.write_bytes(ORU.replace("ORU^R01", "SIU^S12").encode())
+    bad.write_bytes(ORU.replace("ORU^R01", "ZZZ^Z01").encode())
     out = subprocess.run([sys.executable, "-m", "engine", "convert", str(bad)],
                          capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
-    assert out.returncode == 1 and "no FHIR mapping for SIU^S12" in out.stderr
+    assert out.returncode == 1 and "no FHIR mapping for ZZZ^Z01" in out.stderr

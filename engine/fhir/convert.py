@@ -9,7 +9,11 @@ from engine.fhir.datatypes import compact, dtm
 from engine.fhir.options import ConvertOptions
 from engine.hl7.message import Message
 
-SUPPORTED = {"ADT", "ORU", "ORM", "OML"}
+MAPPED = {"ADT", "ORU", "ORM", "OML"}
+# Other types carrying a patient (SIU, MDM, VXU...) get what every message shares: Patient,
+# Encounter and an Observation per OBX. Their own resources (Appointment, DocumentReference,
+# Immunization) are not mapped yet.
+GENERIC = {"SIU", "MDM", "VXU", "BAR", "DFT", "RDE", "OUL", "REF", "PPR"}
 
 
 class UnsupportedMessage(ValueError):
@@ -27,7 +31,7 @@ def convert(message: Message, opts: ConvertOptions | None = None, hook=None) -> 
 
     opts = opts or ConvertOptions()
     kind, trigger = message.get("MSH-9.1") or "", message.get("MSH-9.2") or ""
-    if kind not in SUPPORTED:
+    if kind not in MAPPED and kind not in GENERIC:
         raise UnsupportedMessage(f"no FHIR mapping for {kind}^{trigger} (ADT, ORU, ORM, OML)")
     msh10 = message.get("MSH-10") or ""
     stamp = dtm(message.get("MSH-7") or "", opts.timezone)
@@ -40,15 +44,16 @@ def convert(message: Message, opts: ConvertOptions | None = None, hook=None) -> 
         bundle.add(message_header(message, kind, trigger), key="header", method="POST")
     patient = add_patient(bundle, message, opts)
     encounter = add_encounter(bundle, message, opts, patient)
-    if kind == "ADT":
-        convert_adt(bundle, message, opts, patient, encounter)
+    if kind == "ORU":
+        convert_oru(bundle, message, opts, patient, encounter)
+    elif kind in ("ORM", "OML"):
+        convert_orm(bundle, message, opts, patient, encounter)
+    else:  # ADT, and the generic types: the observations they carry
+        if kind == "ADT":
+            convert_adt(bundle, message, opts, patient, encounter)
         if opts.emits("Observation"):
             for i in range(1, len(message.segment_indexes("OBX")) + 1):
-                add_observation(bundle, message, i, opts, patient, encounter, key=f"adt-obx-{i}")
-    elif kind == "ORU":
-        convert_oru(bundle, message, opts, patient, encounter)
-    else:
-        convert_orm(bundle, message, opts, patient, encounter)
+                add_observation(bundle, message, i, opts, patient, encounter, key=f"obx-{i}")
     result = bundle.to_json()
     if hook is not None:
         amended = hook(result, message, opts)
