@@ -278,7 +278,8 @@ def test_patient_conditional_update_on_first_pid3_identifier_with_a_system():
 
 def test_patient_identifiers():
     ids = one(convert(adt()), "Patient")["resource"]["identifier"]
-    assert ids[0] == {"value": "777"}  # no assigning authority: no system
+    # no assigning authority: the sending facility's own number, scoped to it
+    assert ids[0] == {"value": "777", "system": "http://switchboard.local/fhir/id/sender/FAC"}
     assert ids[1] == {
         "value": "12345",
         "system": f"urn:oid:{HOSP_OID}",
@@ -376,9 +377,12 @@ def test_patient_deceased_date_time_wins_over_indicator():
     assert patient["deceasedBoolean"] is True
 
 
-def test_patient_without_identifier_system_is_a_plain_post():
+def test_patient_without_identifier_system_is_keyed_within_its_sender():
     entry = one(convert(adt(pid={2: "", 3: "777", 19: ""})), "Patient")
-    assert entry["request"] == {"method": "POST", "url": "Patient"}
+    assert entry["request"] == {
+        "method": "PUT",
+        "url": "Patient?identifier=http://switchboard.local/fhir/id/sender/FAC|777",
+    }
     entry = one(convert(adt(pid={2: "", 3: "", 19: ""})), "Patient")
     assert entry["request"] == {"method": "POST", "url": "Patient"}
     assert "identifier" not in entry["resource"]
@@ -544,9 +548,12 @@ def test_a04_a08_status_follows_pv1(event):
     assert encounter["status"] == "in-progress"
 
 
-def test_encounter_without_visit_number_system_is_a_plain_post():
+def test_encounter_without_visit_number_system_is_keyed_within_its_sender():
     entry = one(convert(adt(pv1={19: "V100"})), "Encounter")
-    assert entry["request"] == {"method": "POST", "url": "Encounter"}
+    assert entry["request"] == {
+        "method": "PUT",
+        "url": "Encounter?identifier=http://switchboard.local/fhir/id/sender/FAC|V100",
+    }
     assert entry["resource"]["identifier"][0]["value"] == "V100"
     entry = one(convert(adt(pv1={19: ""})), "Encounter")
     assert entry["request"] == {"method": "POST", "url": "Encounter"}

@@ -7,6 +7,7 @@ guide is silent are marked "[ours]".
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from engine.fhir import vocab
 from engine.fhir.bundle import TransactionBundle, search_for
@@ -128,15 +129,33 @@ def _language(f: V2, opts: ConvertOptions) -> dict | None:
     return {"text": f.c(2) or code}
 
 
+def sender_system(msg: Message, opts: ConvertOptions) -> str:
+    """The system for identifiers that name no assigning authority [ours]: they are the
+    sending facility's own numbers, so they are scoped to it (MSH-4.1, else MSH-3.1). The same
+    sender's re-post updates; another sender's 123 never matches this one's."""
+    sender = msg.get("MSH-4.1") or msg.get("MSH-3.1") or "unknown"
+    return f"{opts.local_system.rstrip('/')}/id/sender/{quote(sender, safe='')}"
+
+
+def _scoped(identifier: dict | None, msg: Message, opts: ConvertOptions) -> dict | None:
+    if identifier and not identifier.get("system"):
+        identifier = {**identifier, "system": sender_system(msg, opts)}
+    return identifier
+
+
 def _patient_identifiers(msg: Message, pid: str, opts: ConvertOptions) -> tuple[list, dict]:
     tz = opts.timezone
-    pid3 = [i for i in (cx(f, opts, tz) for f in fields(msg, f"{pid}-3[*]")) if i]
+    raw3 = [i for i in (cx(f, opts, tz) for f in fields(msg, f"{pid}-3[*]")) if i]
+    # the key: an identifier whose assigning authority we know, else the sender-scoped first
+    key = next((i for i in raw3 if i.get("system")), None)
+    pid3 = [_scoped(i, msg, opts) for i in raw3]
+    if key is None and pid3:
+        key = pid3[0]
     others = [cx(f, opts, tz) for f in fields(msg, f"{pid}-2[*]") + fields(msg, f"{pid}-4[*]")]
     ids = pid3 + [i for i in others if i]
     ssn = field(msg, f"{pid}-19").c(1)
     if ssn:
         ids.append({"type": coded(vocab.V2 + "0203", "SS"), "system": US_SSN, "value": ssn})
-    key = next((i for i in pid3 if i.get("system")), None)
     return _dedupe(ids, lambda i: (i.get("system"), i["value"])), key
 
 
@@ -315,7 +334,7 @@ def add_encounter(
     cls = field(msg, "PV1-2")
     cancel_discharge = adt_event(msg) == "A13"
 
-    identifier = cx(field(msg, "PV1-19"), opts, tz)
+    identifier = _scoped(cx(field(msg, "PV1-19"), opts, tz), msg, opts)
     if identifier:
         identifier["type"] = coded(vocab.V2 + "0203", "VN")
 
@@ -356,4 +375,4 @@ def add_encounter(
         "location": locations,
     })  # fmt: skip
     search = search_for(identifier) if identifier and identifier.get("system") else None
-    return bundle.add(encounter, key="encounter", search=search)
+    return bundle.add(encounter, key="encounter", search=search)  # (a visit number is scoped)
