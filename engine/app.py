@@ -7,6 +7,8 @@ out), then the store closes.
 
 from __future__ import annotations
 
+import time
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
@@ -107,9 +109,11 @@ class Switchboard(MultiService):
         if config.admin:
             self._add_admin(config.admin)
         self._reloading: Deferred | None = None
+        self.watch_certificates()
 
     def _add_admin(self, admin: dict) -> None:
-        site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"))
+        site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"),
+                          readiness=self.readiness)  # fmt: skip
         self.admin = ListenerService(
             serverFromString(self.reactor, admin["listen"]), site, admin["listen"]
         )
@@ -166,6 +170,7 @@ class Switchboard(MultiService):
         for intake in self.intakes.values():
             intake.pipeline = pipeline
         yield self.delivery.apply(pipeline)
+        self.metrics.certificate_expiry.clear()
         self.config = config
         problems = []
         for name, item in new.items():
@@ -180,6 +185,7 @@ class Switchboard(MultiService):
                 self._add_admin(config.admin)
             except Exception as exc:
                 problems.append(f"admin could not start: {exc}")
+        self.watch_certificates()
         kept = [n for n in old if n in new and n not in changed]
         log.info(
             "reloaded",
@@ -249,6 +255,42 @@ class Switchboard(MultiService):
         }
         ok = store_ok and all(v == "running" for v in listeners.values())
         return ok, {"store": "ok" if store_ok else "down", "listeners": listeners}
+
+    def readiness(self) -> tuple[bool, dict]:
+        """/readyz: ready to take messages (store up, every listener running), with a state
+        per listener and per destination (healthy, degraded, down) for the operator."""
+        ok, details = self.health()
+        details["destinations"] = {
+            f"{channel}/{dest}": worker.health for (channel, dest), worker in
+            sorted(self.delivery.workers.items())
+        }  # fmt: skip
+        return ok, details
+
+    def watch_certificates(self) -> None:
+        """switchboard_certificate_expiry_seconds for every certificate in the config:
+        computed when scraped, so it counts down without a timer."""
+        from engine.tls import certificate_expiry
+
+        gauge = self.metrics.certificate_expiry
+        files = []
+        for listener in self.config.listeners:
+            tls = listener.get("tls") or {}
+            files += [(listener["name"], "server", tls.get("cert")),
+                      (listener["name"], "client_ca", tls.get("client_ca"))]  # fmt: skip
+        for name, channel in self.pipeline.channels.items():
+            for target in channel.targets:
+                tls = target.destination.config.get("tls") or {}
+                files += [(f"{name}/{target.destination.name}", "client", tls.get("cert")),
+                          (f"{name}/{target.destination.name}", "ca", tls.get("ca"))]  # fmt: skip
+        for owner, kind, path in files:
+            if not path:
+                continue
+            try:
+                not_after = certificate_expiry(path).timestamp()
+            except Exception as exc:  # unreadable now: the config check found it readable
+                log.warning("certificate unreadable", owner=owner, kind=kind, error=str(exc))
+                continue
+            gauge.labels(owner, kind).set_function(lambda t=not_after: t - time.time())
 
     def port_of(self, name: str) -> int:
         """The TCP port a listener (or 'admin') is bound to; for tests and port 0 configs."""

@@ -140,6 +140,13 @@ class Metrics:
             registry=r,
         )
 
+        self.certificate_expiry = Gauge(
+            "switchboard_certificate_expiry_seconds",
+            "Seconds until a configured certificate expires (negative: expired)",
+            ["listener", "kind"],
+            registry=r,
+        )
+
     def observe_commit(self, rows: int, seconds: float) -> None:
         """Writer-thread callback; prometheus_client metrics are thread-safe."""
         self.batch_size.observe(rows)

@@ -203,5 +203,10 @@ def test_metrics_and_healthz_on_admin(tmp_path):
         assert resp.code == 200
         health = yield resp.json()
         assert health["status"] == "ok" and health["store"] == "ok"
+        resp = yield treq.get(f"http://127.0.0.1:{admin}/readyz")
+        ready = yield resp.json()
+        assert resp.code == 200
+        assert ready["listeners"] == {"mllp-in": "running", "routed": "running"}
+        assert ready["destinations"] == {}
     finally:
         yield sb.stopService()

@@ -132,3 +132,23 @@ def test_server_only_tls_untrusted_server_refused_by_client(tmp_path, certs, tmp
         assert (yield in_thread(run, other / "ca.pem")) == "untrusted"  # case 64
     finally:
         yield sb.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_certificate_expiry_metric(tmp_path, certs):
+    import time
+
+    from engine.tls import certificate_expiry
+
+    sb = start_engine(tmp_path, tls_config(certs, "require"))
+    try:
+        get = sb.metrics.registry.get_sample_value
+        labels = {"listener": "tls-in", "kind": "server"}
+        expected = certificate_expiry(certs / "server.pem").timestamp() - time.time()
+        assert abs(get("switchboard_certificate_expiry_seconds", labels) - expected) < 5
+        assert expected > 800 * 86400  # certs init: 825 days
+        ca = get("switchboard_certificate_expiry_seconds",
+                 {"listener": "tls-in", "kind": "client_ca"})  # fmt: skip
+        assert ca > 0
+    finally:
+        yield sb.stopService()

@@ -63,10 +63,12 @@ def authorized(request, token: str | None) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-def admin_site(registry, health_check, reload=None, token: str | None = None) -> Site:
+def admin_site(registry, health_check, reload=None, token: str | None = None,
+               readiness=None) -> Site:  # fmt: skip
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry=registry))
     root.putChild(b"healthz", Health(health_check))
+    root.putChild(b"readyz", Health(readiness or health_check))
     if reload is not None:
         root.putChild(b"reload", Reload(reload, token))
     site = Site(root)
