@@ -174,22 +174,28 @@ def xtn(f: V2, default_use: str | None = None) -> dict | None:
     return compact({"system": system, "value": value, "use": use})
 
 
-def identifier_system(f: V2, opts) -> str | None:
-    """The system of a CX/EI: assigning authority (CX.4 / EI.2-4) as an OID or UUID, a
-    configured system for its namespace, else the channel's local URI + /id/<namespace>."""
-    namespace, universal, kind = f.s(4, 1), f.s(4, 2), f.s(4, 3).upper()
+def hd_system(namespace: str, universal: str, kind: str, opts) -> str | None:
+    """The system of an assigning authority (HD parts): an OID/UUID/URI, a configured
+    system for its namespace, else ``local_system/id/<namespace>`` (percent-encoded: a
+    namespace like "GHH LAB" must still give a URI [ours])."""
+    kind = kind.upper()
     if universal and kind == "ISO":
         return f"urn:oid:{universal}"
     if universal and kind == "UUID":
         return f"urn:uuid:{universal}"
     if universal and kind in ("URI", "URL"):
         return universal
-    systems = getattr(opts, "identifier_systems", None) or {}
-    if namespace and namespace in systems:
-        return systems[namespace]
     if namespace:
+        systems = getattr(opts, "identifier_systems", None) or {}
+        if namespace in systems:
+            return systems[namespace]
         return f"{opts.local_system.rstrip('/')}/id/{quote(namespace, safe='')}"
     return None
+
+
+def identifier_system(f: V2, opts) -> str | None:
+    """The system of a CX from its assigning authority (CX.4), see :func:`hd_system`."""
+    return hd_system(f.s(4, 1), f.s(4, 2), f.s(4, 3), opts)
 
 
 def cx(f: V2, opts, tz=None) -> dict | None:

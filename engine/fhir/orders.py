@@ -7,11 +7,10 @@ The checklist is shared/fhir-mapping.md. Choices where the guide is silent are m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from engine.fhir import vocab
 from engine.fhir.bundle import TransactionBundle, search_for
-from engine.fhir.datatypes import V2, coded, cwe, dtm
+from engine.fhir.datatypes import V2, coded, cwe, dtm, hd_system
 from engine.fhir.options import ConvertOptions
 from engine.fhir.patient import add_practitioner, concept
 from engine.hl7.message import Message
@@ -141,25 +140,6 @@ def order_groups(msg: Message, reuse_orc: bool) -> list[OrderGroup]:
 
 
 # identifiers ---------------------------------------------------------------------------------
-def hd_system(namespace: str, universal: str, kind: str, opts: ConvertOptions) -> str | None:
-    """The system of an assigning authority (HD parts): an OID/UUID/URI, a configured
-    namespace, else ``local_system/id/<namespace>`` (percent-encoded: a namespace like
-    "GHH LAB" must still give a URI [ours])."""
-    kind = kind.upper()
-    if universal and kind == "ISO":
-        return f"urn:oid:{universal}"
-    if universal and kind == "UUID":
-        return f"urn:uuid:{universal}"
-    if universal and kind in ("URI", "URL"):
-        return universal
-    if namespace:
-        systems = opts.identifier_systems
-        if namespace in systems:
-            return systems[namespace]
-        return f"{opts.local_system.rstrip('/')}/id/{quote(namespace, safe='')}"
-    return None
-
-
 def ei(f: V2, opts: ConvertOptions, type_code: str | None = None) -> dict | None:
     """EI (.1 id, .2 namespace, .3 universal id, .4 its type) -> Identifier."""
     value = f.c(1)
