@@ -23,6 +23,7 @@ from engine.pipeline import build_pipeline
 from engine.sources.mllp import MLLPServerFactory
 from engine.store import migrations
 from engine.store.db import create_store_engine
+from engine.store.retention import RetentionService
 from engine.store.writer import StoreWriter
 
 log = get_logger("app")
@@ -101,6 +102,12 @@ class Switchboard(MultiService):
             options=config.store_options,
         )  # fmt: skip
         self.delivery.setServiceParent(self)
+        self.retention = RetentionService(
+            self.store.engine, reactor, config.store_options,
+            lambda: {n: c.get("storage") for n, c in self.config.channels.items()},
+            on_report=self._retention_report,
+        )  # fmt: skip
+        self.retention.setServiceParent(self)
         self.intakes: dict[str, Intake] = {}
         self.listeners: dict[str, Service] = {}
         for listener in config.listeners:
@@ -255,6 +262,12 @@ class Switchboard(MultiService):
         }
         ok = store_ok and all(v == "running" for v in listeners.values())
         return ok, {"store": "ok" if store_ok else "down", "listeners": listeners}
+
+    def _retention_report(self, report) -> None:
+        for table in ("messages", "channel_runs", "deliveries", "files"):
+            n = getattr(report.pruned, table, 0)
+            if n:
+                self.metrics.pruned.labels(table).inc(n)
 
     def readiness(self) -> tuple[bool, dict]:
         """/readyz: ready to take messages (store up, every listener running), with a state

@@ -595,6 +595,50 @@ def queue_resume(destination: str, config_path: str) -> None:
     click.echo(f"resumed {destination}")
 
 
+# retention -------------------------------------------------------------------------------
+@cli.command()
+@config_option
+@click.option("--max-age", help="Prune messages older than this (default: the config's "
+              "retention rules).")  # fmt: skip
+@click.option("--status", "statuses", multiple=True, help="Only these statuses (with --max-age).")
+@click.option("--batch-size", default=500, show_default=True)
+@click.option("--max-batches", type=int, help="Stop after this many batches per step.")
+@click.option("--no-compact", is_flag=True, help="Do not empty what the storage modes drop.")
+@click.option("--json", "as_json", is_flag=True)
+def prune(config_path, max_age, statuses, batch_size, max_batches, no_compact, as_json) -> None:
+    """Delete old messages and their history in small batches (safe while the engine runs);
+    a message with a delivery still to make is never deleted."""
+    from engine.config.spec import parse_duration
+    from engine.store.retention import Policy, policies_from_options, retention_pass
+
+    config, _ = _load(config_path)
+    engine = _store_engine(config_path)
+    retention = config.store_options.get("retention") or {}
+    if max_age:
+        try:
+            policies = [Policy(parse_duration(max_age), tuple(statuses) or None)]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-age") from None
+    else:
+        policies = policies_from_options(retention)
+    modes = {} if no_compact else {n: c.get("storage") for n, c in config.channels.items()}
+    report = retention_pass(
+        engine, time.time(), policies=policies, modes=modes,
+        default_mode="everything" if no_compact else config.store_options.get("storage"),
+        compact_after=retention.get("compact_after", 3600.0), batch_size=batch_size,
+        max_batches=max_batches, pause=retention.get("pause", 0.01),
+    )  # fmt: skip
+    p = report.pruned
+    counts = {"messages": p.messages, "channel_runs": p.channel_runs, "deliveries": p.deliveries,
+              "files": p.files, "batches": p.batches, "complete": p.complete}  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(counts))
+    else:
+        click.echo(f"pruned {p.messages} messages, {p.deliveries} deliveries, "
+                   f"{p.channel_runs} channel runs, {p.files} files in {p.batches} batches"
+                   + ("" if p.complete else " (stopped early: run again)"))  # fmt: skip
+
+
 # certs -----------------------------------------------------------------------------------
 @cli.group()
 def certs() -> None:

@@ -18,6 +18,7 @@ from engine.hl7.ack import ENHANCED, AckError, build_ack
 from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
 from engine.hl7.message import Message
 from engine.logging import get_logger
+from engine.store.retention import message_mode, storage_mode_rows
 from engine.store.schema import ERRORED as ERRORED_STATUS
 from engine.store.schema import FILTERED as FILTERED_STATUS
 from engine.store.schema import REJECTED, ROUTED, UNROUTED
@@ -233,6 +234,11 @@ class Intake:
         }
         if a.results:
             row["_runs"], row["_deliveries"] = _children(a.results, now)
+        if pipeline.default_storage != "everything" or any(pipeline.storage.values()):
+            mode = message_mode(row["routes"], pipeline.storage, pipeline.default_storage)
+            row, _, _ = storage_mode_rows(
+                mode, row, row.get("_runs") or [], row.get("_deliveries") or []
+            )
         return a, row
 
     def record(self, a: Assessment, row: dict, result) -> bytes | None:

@@ -140,6 +140,10 @@ class Metrics:
             registry=r,
         )
 
+        self.pruned = Counter(
+            "switchboard_pruned_rows", "Rows deleted by retention, by table", ["table"],
+            registry=r,
+        )  # fmt: skip
         self.certificate_expiry = Gauge(
             "switchboard_certificate_expiry_seconds",
             "Seconds until a configured certificate expires (negative: expired)",

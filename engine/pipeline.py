@@ -18,9 +18,16 @@ from engine.steps import Runtime
 class Pipeline:
     router: Router
     channels: dict[str, Channel] = field(default_factory=dict)
+    storage: dict[str, str | None] = field(default_factory=dict)  # channel -> storage mode
+    default_storage: str = "everything"
 
 
 def build_pipeline(config: Config, metrics=None, reloading: bool = False) -> Pipeline:
     """Routes and channels of a validated config; raises ConfigError for build problems."""
     runtime = Runtime(base_dir=config.base_dir, metrics=metrics, reloading=reloading)
-    return Pipeline(Router(config.routes), build_channels(config, runtime))
+    return Pipeline(
+        Router(config.routes),
+        build_channels(config, runtime),
+        storage={name: ch.get("storage") for name, ch in config.channels.items()},
+        default_storage=config.store_options.get("storage", "everything"),
+    )

@@ -11,6 +11,12 @@ import pytest
 from engine.config import ConfigError, Problem, Registry, summary
 from engine.config import load_config as _load_config
 
+STORE_DEFAULTS = {
+    "storage": "everything",
+    "retention": {"max_age": None, "rules": [], "compact_after": 3600.0, "interval": 600.0,
+                  "batch_size": 500, "max_batches": 100, "pause": 0.01},
+}  # fmt: skip
+
 
 def load_config(path, **kw):
     """The config layer alone: no step or destination kinds registered (those have their own
@@ -54,8 +60,9 @@ def test_complete_example_loads_with_defaults_filled(basic: Path) -> None:
     assert config.path == basic / "routes.yaml"
     assert config.base_dir == basic
     assert config.store == f"sqlite:///{basic}/var/switchboard.db"
-    assert config.store_options == {"synchronous": "normal", "max_batch": 500, "pool_size": 5,
-                                    "lease_ttl": 15.0, "poll_interval": 1.0}  # fmt: skip
+    assert config.store_options == {
+        "synchronous": "normal", "max_batch": 500, "pool_size": 5, "lease_ttl": 15.0,
+        "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.channels_dir == basic / "channels"
     assert config.admin == {"listen": "tcp:8481:interface=127.0.0.1", "token": None}
     assert config.logging == {"level": "debug", "format": "auto"}
@@ -178,8 +185,9 @@ def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     config = load_config(routes)
 
     assert config.store == f"sqlite:///{tmp_path}/var/switchboard.db"
-    assert config.store_options == {"synchronous": "full", "max_batch": 2000, "pool_size": 5,
-                                    "lease_ttl": 15.0, "poll_interval": 1.0}  # fmt: skip
+    assert config.store_options == {
+        "synchronous": "full", "max_batch": 2000, "pool_size": 5, "lease_ttl": 15.0,
+        "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.admin is None
     assert config.logging == {"level": "info", "format": "auto"}
     assert config.routes == []

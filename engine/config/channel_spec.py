@@ -11,7 +11,7 @@ from typing import Any
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .fieldtypes import String
+from .fieldtypes import Enum, String
 from .registry import Registry, default_registry
 from .routes_spec import name_type
 from .spec import Field, Spec, json_schema
@@ -221,6 +221,8 @@ CHANNEL = Spec(
         Field("description", String(), "What the channel is for."),
         Field("steps", StepList(), "Steps run in order on each message.", default=[]),
         Field("destinations", DestinationList(), "Where the results go.", default=[]),
+        Field("storage", Enum("everything", "raw_and_final", "metadata_only"), "What is kept "
+              "of this channel's messages (default: store_options.storage).", nullable=True),
     ),
     label_key="name",
 )  # fmt: skip

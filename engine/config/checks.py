@@ -126,3 +126,36 @@ def check_routes(
                 path = ("routes", index, "match", "listener", position)
                 found.append(_problem(locations, path, f"unknown listener '{name}'{hint}"))
     return [problem for problem in found if problem is not None]
+
+
+def check_retention(
+    store_options: Any, listeners: list[Any], locations: Locations
+) -> list[Problem]:
+    """Retention must keep a message longer than any duplicate window: the first copy in the
+    store is what recognises a resend."""
+    if not isinstance(store_options, dict):
+        return []
+    retention = store_options.get("retention") or {}
+    windows = [
+        (item.get("name"), item.get("duplicate_window") or 0.0)
+        for item in listeners
+        if isinstance(item, dict) and isinstance(item.get("duplicate_window"), int | float)
+    ]
+    if not windows:
+        return []
+    name, window = max(windows, key=lambda w: w[1])
+    ages = [(("store_options", "retention", "max_age"), retention.get("max_age"))]
+    for i, rule in enumerate(retention.get("rules") or []):
+        if isinstance(rule, dict):
+            ages.append(
+                (("store_options", "retention", "rules", i, "max_age"), rule.get("max_age"))
+            )
+    found = []
+    for path, age in ages:
+        if isinstance(age, int | float) and age <= window:
+            found.append(_problem(
+                locations, path,
+                f"retention max_age {age:g} s is not longer than listener '{name}' "
+                f"duplicate_window {window:g} s: resends could no longer be recognised",
+            ))  # fmt: skip
+    return [p for p in found if p is not None]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .channel_spec import CHANNEL, channel_name, channel_where
-from .checks import check_listeners, check_routes
+from .checks import check_listeners, check_retention, check_routes
 from .errors import ConfigError, Problem, display_path
 from .loader import Location, load_yaml
 from .registry import Registry
@@ -91,6 +91,7 @@ def load_config(
         if isinstance(item, dict) and isinstance(item["name"], str)
     }
     problems.extend(check_routes(top.get("routes") or [], listener_names, loader.names, locations))
+    problems.extend(check_retention(top.get("store_options"), listeners, locations))
     if problems:
         raise ConfigError(problems)
     return Config(

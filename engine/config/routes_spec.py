@@ -285,6 +285,37 @@ LOGGING = Spec(
     ),
 )
 
+STORAGE_MODES = ("everything", "raw_and_final", "metadata_only")
+_MESSAGE_STATUSES = ("received", "routed", "unrouted", "filtered", "errored", "rejected")
+
+RETENTION_RULE = Spec(
+    "retention rule",
+    "Keep messages in these statuses for a shorter (or longer) time.",
+    (
+        Field("status", StrOrList(Enum(*_MESSAGE_STATUSES), min_items=1), "Message statuses.",
+              required=True, example=["rejected", "filtered"]),
+        Field("max_age", Duration(), "How long they are kept.", required=True, example="30d"),
+    ),
+)  # fmt: skip
+
+RETENTION = Spec(
+    "retention",
+    "Pruning by age and status, in small batches (no long locks); a message with a delivery "
+    "still to make is never pruned.",
+    (
+        Field("max_age", Duration(), "Messages older than this are deleted with their history "
+              "(null: keep forever).", nullable=True, example="90d"),
+        Field("rules", ListOf(Nested(RETENTION_RULE)), "Other ages for some statuses.",
+              default=[]),
+        Field("compact_after", Duration(), "When the storage mode drops delivered payloads or "
+              "raw messages, how long after delivery.", default="1h"),
+        Field("interval", Duration(min=1.0), "How often the pass runs.", default="10m"),
+        Field("batch_size", Int(min=1, max=10000), "Rows per short transaction.", default=500),
+        Field("max_batches", Int(min=1), "Batches per step and pass at most.", default=100),
+        Field("pause", Duration(), "Pause between batches, for other writers.", default="10ms"),
+    ),
+)  # fmt: skip
+
 STORE_OPTIONS = Spec(
     "store_options",
     "Tuning of the message store.",
@@ -315,6 +346,15 @@ STORE_OPTIONS = Spec(
             "How often idle delivery workers look for work from other nodes and operators.",
             default="1s",
         ),
+        Field(
+            "storage",
+            Enum(*STORAGE_MODES),
+            "What is kept of each message: everything; the raw message and final outputs (a "
+            "delivered payload is emptied); or metadata only (the raw message is emptied once "
+            "delivered). A channel may set its own.",
+            default="everything",
+        ),
+        Field("retention", Nested(RETENTION), "Pruning by age and status.", default={}),
     ),
 )
 
