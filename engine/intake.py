@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from engine.channel import ERRORED, FILTERED, PASSED, ChannelResult
 from engine.hl7.ack import ENHANCED, AckError, build_ack
+from engine.hl7.escape import unescape
 from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
 from engine.hl7.message import Message
 from engine.logging import get_logger
@@ -41,6 +42,7 @@ class Assessment:
     warnings: list[str] = field(default_factory=list)
     message: _LazyMessage | None = None
     results: list[ChannelResult] = field(default_factory=list)
+    norm: bytes = b""  # the payload with CR separators (what the header was read from)
 
 
 class _LazyMessage:
@@ -99,7 +101,7 @@ def assess(payload: bytes, listener: dict, router=None) -> Assessment:
         header = read_header(norm, listener.get("charset", "iso-8859-1"))
     except NoUsableHeader as exc:
         return Assessment(None, REJECTED, str(exc), "no_msh")
-    a = Assessment(header, REJECTED)
+    a = Assessment(header, REJECTED, norm=norm)
     if not header.charset_known:
         a.warnings.append("unknown_charset")
     end = norm.find(b"\r")
@@ -231,6 +233,7 @@ class Intake:
             "duplicates": 0,
             "source_file": None,
             "raw": payload,
+            "patient_id": _patient_id(a.norm, h),
         }
         if a.results:
             row["_runs"], row["_deliveries"] = _children(a.results, now)
@@ -322,6 +325,23 @@ class Intake:
         return build_ack(h, code, now=self.clock.seconds(), errors=[err]).encode(
             h.charset, errors="replace"
         )
+
+
+def _patient_id(norm: bytes, h: Header | None) -> str | None:
+    """PID-3.1 of the first repetition, read from the bytes (no parse): an index for search."""
+    if h is None:
+        return None
+    start = norm.find(b"\rPID" + h.sep.encode("latin-1", "replace"))
+    if start < 0:
+        return None
+    end = norm.find(b"\r", start + 1)
+    seg = norm[start + 1 : end if end > 0 else None].decode(h.charset, errors="replace")
+    fields = seg.split(h.sep)
+    if len(fields) < 4:
+        return None
+    enc = h.encoding_chars
+    value = fields[3].split(enc[1], 1)[0].split(enc[0], 1)[0]
+    return unescape(value, h.sep, enc)[:64] or None
 
 
 def _children(results: list[ChannelResult], now: float) -> tuple[list[dict], list[dict]]:

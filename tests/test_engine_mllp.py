@@ -210,3 +210,12 @@ def test_metrics_and_healthz_on_admin(tmp_path):
         assert ready["destinations"] == {}
     finally:
         yield sb.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_patient_id_indexed_for_search(engine):
+    port = engine.port_of("mllp-in")
+    payload = adt(3).replace(b"PID|1||123^^^H^MR", b"PID|1||M\\T\\1~X9^^^H^MR")
+    yield in_thread(_python_hl7_send, port, [payload])
+    (row,) = rows(engine)
+    assert row["patient_id"] == "M&1"  # first repetition, component 1, unescaped

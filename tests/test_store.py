@@ -48,14 +48,14 @@ def test_migrations_match_schema(store_engine):
     with store_engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diffs == []
-    assert migrations.current(store_engine) == "0003"
+    assert migrations.current(store_engine) == "0004"
     names = {i["name"] for i in inspect(store_engine).get_indexes("messages")}
     assert {"ix_messages_control_id", "ix_messages_dedup", "ix_messages_received_at"} <= names
 
 
 def test_migrations_are_idempotent(store_engine):
     migrations.upgrade(store_engine)
-    assert migrations.current(store_engine) == "0003"
+    assert migrations.current(store_engine) == "0004"
 
 
 def test_sqlite_is_wal_and_full_sync(tmp_path):

@@ -57,7 +57,9 @@ messages = Table(
     Column("duplicates", Integer, nullable=False, server_default="0"),
     Column("source_file", Integer),  # files.id for messages from a file drop
     Column("raw", LargeBinary, nullable=False),  # the payload as received
+    Column("patient_id", String(64)),  # PID-3.1 of the first repetition, for search
     Index("ix_messages_received_at", "received_at"),
+    Index("ix_messages_patient", "patient_id", "received_at"),
     Index("ix_messages_control_id", "control_id"),
     Index("ix_messages_type", "message_type", "trigger"),
     Index("ix_messages_status", "status"),
@@ -147,4 +149,17 @@ destination_state = Table(
     Column("lease_holder", String(128)),  # the node delivering this destination
     Column("lease_until", Float),
     Column("updated_at", Float),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),  # token name, client certificate, "cli"
+    Column("action", String(64), nullable=False),  # replay, skip, pause, resume, reload...
+    Column("target", String(256)),  # e.g. lab-results/epic, message 42
+    Column("detail", Text),  # parameters and outcome (ids and codes, never message content)
+    Column("source", String(128)),  # peer address
+    Index("ix_audit_at", "at"),
 )

@@ -256,12 +256,22 @@ def _compiled_insert(table, dialect, with_id: bool = False, cols=None):
     ``cols`` limits it to the columns given (the others take their server defaults)."""
     cols = cols or [c.name for c in table.columns if with_id or c.name != "id"]
     compiled = table.insert().compile(dialect=dialect, column_keys=cols)
-    return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)
+    if compiled.positional:
+        return str(compiled), tuple(compiled.positiontup)
+    return str(compiled), _Named(cols)
+
+
+class _Named(tuple):
+    """The parameter names of a statement in the named (pyformat) style."""
 
 
 def _params(rows: list[dict], order):
+    """Driver parameters: tuples in order (qmark), or dicts with every name (a column a row
+    leaves out is NULL, as in the positional style)."""
     if order is None:
         return rows
+    if isinstance(order, _Named):
+        return [{k: row.get(k) for k in order} for row in rows]
     return [tuple(row.get(k) for k in order) for row in rows]
 
 
