@@ -120,7 +120,7 @@ class Switchboard(MultiService):
 
     def _add_admin(self, admin: dict) -> None:
         site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"),
-                          readiness=self.readiness)  # fmt: skip
+                          readiness=self.readiness, engine=self)  # fmt: skip
         self.admin = ListenerService(
             serverFromString(self.reactor, admin["listen"]), site, admin["listen"]
         )
@@ -193,6 +193,16 @@ class Switchboard(MultiService):
             except Exception as exc:
                 problems.append(f"admin could not start: {exc}")
         self.watch_certificates()
+        for name in old:
+            svc = self.listeners.get(name)
+            creator = getattr(svc, "tls_creator", None)
+            if name not in changed and creator is not None:
+                from engine.tls import TLSConfigError
+
+                try:  # certificates renewed on disk: new connections use them
+                    creator.reload(new[name]["tls"])
+                except TLSConfigError as exc:
+                    problems.append(f"listener '{name}' keeps its old certificate: {exc}")
         kept = [n for n in old if n in new and n not in changed]
         log.info(
             "reloaded",
@@ -232,6 +242,7 @@ class Switchboard(MultiService):
             svc = ListenerService(
                 serverFromString(self.reactor, listener["mllp"]), wrapped, listener["mllp"], factory
             )
+            svc.tls_creator = getattr(wrapped, "tls_creator", None)
         else:
             from engine.sources.file_drop import FileDropService
 

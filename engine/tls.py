@@ -30,7 +30,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IProtocolFactory
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+)
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
@@ -41,6 +45,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
 TLS_VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
 CLIENT_CERT_MODES = ("none", "want", "require")
@@ -164,9 +169,30 @@ def server_context_factory(tls: Mapping[str, Any]) -> CertificateOptions:
     return options
 
 
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableServerTLS:
+    """The server side of TLS for one listener, whose certificate and key can be read again
+    (SIGHUP, switchboard reload): new connections use the new ones, established connections
+    keep theirs."""
+
+    def __init__(self, tls: Mapping[str, Any]):
+        self.options = server_context_factory(tls)
+
+    def reload(self, tls: Mapping[str, Any]) -> None:
+        """Read the files again; on any problem raise TLSConfigError and keep the old ones."""
+        self.options = server_context_factory(tls)
+
+    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+        return SSL.Connection(self.options.getContext(), None)
+
+
 def wrap_server_factory(factory: IProtocolFactory, tls: Mapping[str, Any]) -> TLSMemoryBIOFactory:
-    """``factory`` speaking TLS: listen on any plain server endpoint with the result."""
-    return TLSMemoryBIOFactory(server_context_factory(tls), False, factory)
+    """``factory`` speaking TLS: listen on any plain server endpoint with the result. Its
+    ``tls_creator`` (a ReloadableServerTLS) reloads the certificate."""
+    creator = ReloadableServerTLS(tls)
+    wrapped = TLSMemoryBIOFactory(creator, False, factory)
+    wrapped.tls_creator = creator
+    return wrapped
 
 
 def _utc_iso(moment: datetime) -> str:

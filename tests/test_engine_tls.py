@@ -152,3 +152,61 @@ def test_certificate_expiry_metric(tmp_path, certs):
         assert ca > 0
     finally:
         yield sb.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_allow_subjects(tmp_path, certs):
+    config = tls_config(certs, "require").replace(
+        "require_client_cert: require",
+        "require_client_cert: require\n    allow_subjects: ['CN=someone-else*']",
+    )
+    sb = start_engine(tmp_path, config)
+    ctx = tls_context(str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client.key"))
+
+    def run():
+        try:
+            with BlockingMLLPClient("127.0.0.1", sb.port_of("tls-in"), timeout=10, tls=ctx,
+                                    server_hostname="localhost") as c:  # fmt: skip
+                return ack_code(c.send(MSG))
+        except (OSError, MLLPClientError) as exc:
+            return type(exc).__name__
+
+    try:
+        assert (yield in_thread(run)) != "AA"  # a valid certificate, but not an allowed subject
+        assert stored(sb) == []
+    finally:
+        yield sb.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_certificate_reload_keeps_established_connections(tmp_path, certs, tmp_path_factory):
+    import shutil
+
+    live = tmp_path / "live-certs"
+    shutil.copytree(certs, live)
+    sb = start_engine(tmp_path, tls_config(live, "none"))
+    ctx = tls_context(str(live / "ca.pem"), None, None)
+    port = sb.port_of("tls-in")
+    client = yield in_thread(BlockingMLLPClient, "127.0.0.1", port, timeout=10, tls=ctx,
+                             server_hostname="localhost")  # fmt: skip
+    try:
+        assert ack_code((yield in_thread(client.send, MSG))) == "AA"
+        old_serial = client.sock.getpeercert()["serialNumber"]
+        # renew: a new server certificate from the same CA, written over the old files
+        from engine.certs import Issued, make_cert
+
+        ca = Issued.load(live / "ca.pem", live / "ca.key")
+        make_cert("localhost", ca, purpose="server", hosts=["localhost", "127.0.0.1"]).write(
+            live / "server.pem", live / "server.key")  # fmt: skip
+        ok, lines = yield sb.reload()
+        assert ok, lines
+        # the established connection still works ...
+        assert ack_code((yield in_thread(client.send, MSG.replace(b"T1", b"T2")))) == "AA"
+        # ... and a new one gets the new certificate
+        fresh = yield in_thread(BlockingMLLPClient, "127.0.0.1", port, timeout=10, tls=ctx,
+                                server_hostname="localhost")  # fmt: skip
+        assert fresh.sock.getpeercert()["serialNumber"] != old_serial
+        fresh.close()
+    finally:
+        client.close()
+        yield sb.stopService()

@@ -205,3 +205,14 @@ def test_shutdown_drain_is_bounded():
     drained = factory.stopReading(timeout=5)
     factory.clock.advance(5)
     assert drained.called
+
+
+def test_allow_addresses():
+    from twisted.internet.address import IPv4Address
+
+    factory, _, metrics = setup({**LISTENER, "allow_addresses": ["10.20.0.0/16", "127.0.0.1"]})
+    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is not None
+    assert factory.buildProtocol(IPv4Address("TCP", "10.20.3.4", 1)) is not None
+    assert factory.buildProtocol(IPv4Address("TCP", "10.21.0.1", 1)) is None
+    assert metrics.registry.get_sample_value(
+        "switchboard_connections_refused_total", {"listener": "lab-in"}) == 1  # fmt: skip

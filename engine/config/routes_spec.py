@@ -26,6 +26,26 @@ from .hl7types import Condition
 from .spec import Field, Nested, Spec
 from .validation import At, Ctx, FieldType, is_null
 
+
+class Network(String):
+    """An IP address range in CIDR notation (a lone address is its own /32 or /128)."""
+
+    name = "address range"
+
+    def check(self, node, ctx, at):
+        import ipaddress
+
+        value = super().check(node, ctx, at)
+        if not isinstance(value, str):
+            return value
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return ctx.error(node, f"invalid address range '{value}' for {at.key}: write an "
+                             "address or a CIDR range like 10.20.0.0/16")  # fmt: skip
+        return value
+
+
 NAME_PATTERN = r"[A-Za-z0-9_.-]+"
 NAME_HINT = "use only letters, digits, '_', '.' and '-'"
 HL7_VERSIONS = (
@@ -213,6 +233,23 @@ LISTENER = Spec(
             requires="mllp",
         ),
         Field(
+            "allow_addresses",
+            ListOf(Network()),
+            "Only peers in these address ranges may connect (CIDR, e.g. 10.20.0.0/16); empty: any.",
+            default=[],
+            requires="mllp",
+            example=["10.20.0.0/16", "127.0.0.1/32"],
+        ),
+        Field(
+            "allow_subjects",
+            ListOf(String()),
+            "Only TLS clients whose verified certificate subject matches one of these "
+            "(RFC 4514, * wildcards) may send; empty: any.",
+            default=[],
+            requires="tls",
+            example=["CN=lab-gateway,O=Quest*"],
+        ),
+        Field(
             "require_end_of_data",
             Bool(),
             "A frame ends with 1C 0D (true) or a lone 1C is accepted too (false).",
@@ -284,6 +321,7 @@ LOGGING = Spec(
         Field("format", Enum("auto", "console", "json"), "Output format.", default="auto"),
     ),
 )
+
 
 STORAGE_MODES = ("everything", "raw_and_final", "metadata_only")
 _MESSAGE_STATUSES = ("received", "routed", "unrouted", "filtered", "errored", "rejected")

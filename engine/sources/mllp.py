@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
+from fnmatch import fnmatchcase
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
@@ -47,6 +49,8 @@ class MLLPServerProtocol(FrameReceiver):
         return self.peer_cert
 
     def frameReceived(self, payload: bytes) -> None:
+        if self.factory.allow_subjects and not self._subjectAllowed():
+            return
         if self.factory.stopping:
             # Shutting down: not stored, not ACKed; the sender sends it again after restart.
             self.factory.frameError(self, "shutting_down", len(payload))
@@ -55,6 +59,16 @@ class MLLPServerProtocol(FrameReceiver):
         slot = [_WAIT]
         self._pending.append(slot)
         d.addCallbacks(self._ackReady, self._ackFailed, (slot,), None, (slot,), None)
+
+    def _subjectAllowed(self) -> bool:
+        """The verified client certificate must match allow_subjects; else nothing from this
+        connection is stored and it is closed."""
+        subject = self._peerCert()
+        if subject and any(fnmatchcase(subject, p) for p in self.factory.allow_subjects):
+            return True
+        self.factory.refuse(self, "subject_not_allowed", subject=subject or "(none)")
+        self._close()
+        return False
 
     def _ackReady(self, ack: bytes | None, slot: list) -> None:
         slot[0] = ack
@@ -101,6 +115,10 @@ class MLLPServerFactory(Factory):
         self.max_connections = int(listener.get("max_connections") or 100)
         self.open: set[MLLPServerProtocol] = set()
         self.stopping = False
+        self.allow_networks = [
+            ipaddress.ip_network(n, strict=False) for n in listener.get("allow_addresses") or ()
+        ]
+        self.allow_subjects = list(listener.get("allow_subjects") or ())
         self.log = get_logger("mllp", listener=self.name)
         self.m_conn = metrics.connections.labels(self.name)
         self.m_refused = metrics.connections_refused.labels(self.name)
@@ -112,8 +130,9 @@ class MLLPServerFactory(Factory):
         close each connection after its last ACK. Fires when all are closed, or at timeout."""
         self.stopping = True
         self._drained = Deferred()
+        # Reading goes on (frames arriving now are dropped, see frameReceived): a paused
+        # transport could not see the peer's close, and TLS could not finish closing.
         for proto in list(self.open):
-            proto.transport.pauseProducing()
             if not proto._pending:
                 proto.transport.loseConnection()
         if not self.open:
@@ -131,6 +150,11 @@ class MLLPServerFactory(Factory):
     def buildProtocol(self, addr):
         if self.stopping:
             return None
+        if self.allow_networks and not self._addressAllowed(addr):
+            self.m_refused.inc()
+            peer = f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}"
+            self.log.warning("connection refused: address not allowed", peer=peer)
+            return None
         if len(self.open) >= self.max_connections:
             self.m_refused.inc()
             self.log.warning(
@@ -140,6 +164,18 @@ class MLLPServerFactory(Factory):
             )
             return None
         return super().buildProtocol(addr)
+
+    def _addressAllowed(self, addr) -> bool:
+        try:
+            ip = ipaddress.ip_address(getattr(addr, "host", ""))
+        except ValueError:
+            return False
+        return any(ip in net for net in self.allow_networks)
+
+    def refuse(self, proto: MLLPServerProtocol, reason: str, **fields) -> None:
+        self.m_refused.inc()
+        self.log.warning("connection refused: " + reason.replace("_", " "), peer=proto.peer,
+                         **fields)  # fmt: skip
 
     def connectionOpened(self, proto: MLLPServerProtocol) -> None:
         self.open.add(proto)
