@@ -216,3 +216,32 @@ def test_reload_command_and_sighup(running, tmp_path):
     assert proc.wait(20) == 0
     events = [json.loads(x)["event"] for x in proc.stderr.read().splitlines() if x.startswith("{")]
     assert events.count("reloaded") == 2
+
+
+def test_reload_with_an_admin_token(tmp_path):
+    mllp, admin = free_port(), free_port()
+    cfg = write_config(tmp_path, f"""
+listeners:
+  - {{name: in, mllp: "tcp:{mllp}:interface=127.0.0.1"}}
+admin: {{listen: "tcp:{admin}:interface=127.0.0.1", token: "${{SB_TEST_TOKEN}}"}}
+""")  # fmt: skip
+    env = {**os.environ, "SB_TEST_TOKEN": "s3cret"}
+    proc = subprocess.Popen([*SWITCHBOARD, "run", "-c", str(cfg)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        for _ in range(400):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        ok = subprocess.run([*SWITCHBOARD, "reload", "-c", str(cfg)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert ok.returncode == 0 and ok.stdout.strip() == "reloaded", ok.stderr
+        bad = subprocess.run([*SWITCHBOARD, "reload", "-c", str(cfg)], cwd=REPO,
+                             env={**env, "SB_TEST_TOKEN": "wrong"}, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert bad.returncode == 1 and "refused the admin token" in bad.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

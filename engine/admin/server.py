@@ -59,13 +59,19 @@ class Reload(Resource):
 def authorized(request, token: str | None) -> bool:
     if not token:
         return True
-    given = request.getHeader(b"authorization") or ""
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    given = request.getHeader(b"authorization") or b""  # bytes for a bytes header name
+    if isinstance(given, str):
+        given = given.encode("latin-1", "replace")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
 
 
 def admin_site(registry, health_check, reload=None, token: str | None = None,
-               readiness=None) -> Site:  # fmt: skip
+               readiness=None, engine=None) -> Site:  # fmt: skip
     root = Resource()
+    if engine is not None:  # the JSON API under /api/ (engine.admin.api)
+        from engine.admin.api import ApiResource
+
+        root.putChild(b"api", ApiResource(engine, token))
     root.putChild(b"metrics", MetricsResource(registry=registry))
     root.putChild(b"healthz", Health(health_check))
     root.putChild(b"readyz", Health(readiness or health_check))

@@ -99,7 +99,8 @@ class DestinationWorker:
         return d
 
     def wake(self) -> None:
-        """New deliveries or an operator action: look at the queue now."""
+        """New deliveries or an operator action: look at the queue (and the pause state) now."""
+        self._lease_at = -1e18  # re-read the lease and pause state before the next claim
         waiter, self._waiter = self._waiter, None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

@@ -1,0 +1,411 @@
+"""The admin JSON API under /api/ (twisted.web): status, queues, message search and detail,
+operator actions (pause, resume, skip, replay, reload) and the audit log.
+
+Every endpoint requires the bearer token when ``admin.token`` is set. Store work runs on the
+reactor's thread pool, never on the reactor thread. Every action is written to the audit log
+(actor, action, target, ids and codes; never message content). Errors are {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from engine.admin import audit, search
+from engine.logging import get_logger
+from engine.store.schema import DEAD, HELD, SKIPPED, STATUSES
+
+log = get_logger("admin.api")
+
+MAX_BODY = 1 << 20
+REPLAY_STATUSES = (DEAD, HELD, SKIPPED, "any")
+
+
+def authorized(request, token: str | None) -> bool:
+    """Constant-time bearer check (the header comes as bytes from twisted.web)."""
+    if not token:
+        return True
+    given = request.getHeader(b"authorization") or b""
+    if isinstance(given, str):
+        given = given.encode("latin-1", "replace")
+    return hmac.compare_digest(given, b"Bearer " + token.encode())
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _int(value: str, what: str, low: int = 0, high: int | None = None) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{what} must be an integer") from None
+    if n < low or (high is not None and n > high):
+        raise ApiError(400, f"{what} must be between {low} and {high}")
+    return n
+
+
+def _msa1(ack: bytes | None) -> str | None:
+    if not ack or len(ack) < 4:
+        return None
+    sep = ack[3:4]
+    for seg in ack.replace(b"\n", b"\r").split(b"\r"):
+        if seg.startswith(b"MSA"):
+            fields = seg.split(sep)
+            return fields[1].decode("ascii", "replace") if len(fields) > 1 else None
+    return None
+
+
+class ApiResource(Resource):
+    """Everything below /api/; routes are matched on the path segments."""
+
+    isLeaf = True
+
+    def __init__(self, engine, token: str | None):
+        super().__init__()
+        self.sb = engine  # the Switchboard
+        self.token = token
+        # (method, path pattern, handler); "*" matches one segment, passed to the handler
+        self.routes = [
+            ("GET", ("status",), self.status),
+            ("GET", ("queues",), self.queues),
+            ("GET", ("queues", "*", "*"), self.queue_head),
+            ("POST", ("queues", "*", "*", "pause"), self.pause),
+            ("POST", ("queues", "*", "*", "resume"), self.resume),
+            ("POST", ("queues", "*", "*", "skip"), self.skip),
+            ("GET", ("messages",), self.messages),
+            ("GET", ("messages", "*"), self.message),
+            ("POST", ("messages", "*", "replay"), self.replay_message),
+            ("POST", ("replay",), self.replay),
+            ("POST", ("reload",), self.reload),
+            ("GET", ("audit",), self.audit),
+        ]
+
+    # plumbing ---------------------------------------------------------------------------
+    def _db(self, fn, *args, **kw):
+        reactor = self.sb.reactor
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args, **kw)
+
+    @property
+    def store(self):
+        return self.sb.store.engine
+
+    def render(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        if not authorized(request, self.token):
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", b"Bearer")
+            return b'{"error": "missing or wrong bearer token"}'
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        d = maybeDeferred(self._dispatch, request)
+
+        def done(result):
+            code, body = result if isinstance(result, tuple) else (200, result)
+            self._finish(request, gone, code, body)
+
+        def failed(f):
+            if f.check(ApiError):
+                self._finish(request, gone, f.value.code, {"error": f.value.message})
+                return
+            log.error("admin api failure", path=request.path.decode("ascii", "replace"),
+                      error=f.getErrorMessage()[:200])  # fmt: skip
+            self._finish(request, gone, 500, {"error": "internal error"})
+
+        d.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+    def _finish(self, request, gone, code: int, body) -> None:
+        if gone:
+            return
+        request.setResponseCode(code)
+        request.write(json.dumps(body, default=str).encode())
+        request.finish()
+
+    def _dispatch(self, request):
+        try:
+            parts = [p.decode("utf-8") for p in request.postpath]
+        except UnicodeDecodeError:
+            raise ApiError(400, "the path is not UTF-8") from None
+        while parts and parts[-1] == "":
+            parts.pop()
+        method = request.method.decode("ascii", "replace")
+        allowed = []
+        for verb, pattern, handler in self.routes:
+            if len(pattern) != len(parts):
+                continue
+            if not all(p == "*" or p == s for p, s in zip(pattern, parts, strict=True)):
+                continue
+            if verb != method:
+                allowed.append(verb)
+                continue
+            args = [s for p, s in zip(pattern, parts, strict=True) if p == "*"]
+            return handler(request, *args)
+        if allowed:
+            request.setHeader(b"allow", ", ".join(sorted(set(allowed))).encode())
+            raise ApiError(405, f"method {method} not allowed here")
+        raise ApiError(404, "no such endpoint")
+
+    def _args(self, request) -> dict[str, str]:
+        out = {}
+        for k, v in request.args.items():
+            try:
+                out[k.decode()] = v[-1].decode()
+            except UnicodeDecodeError:
+                raise ApiError(400, "query parameters must be UTF-8") from None
+        return out
+
+    def _body(self, request) -> dict:
+        data = request.content.read(MAX_BODY + 1) if request.content else b""
+        if len(data) > MAX_BODY:
+            raise ApiError(400, "the body is too large")
+        if not data.strip():
+            return {}
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        return body
+
+    def _actor(self, request) -> str:
+        try:
+            cert = request.transport.getPeerCertificate()
+        except Exception:
+            cert = None
+        if cert is not None:
+            try:
+                return "cert:" + cert.get_subject().CN
+            except Exception:
+                pass
+        return "token" if self.token else "anonymous"
+
+    def _source(self, request) -> str:
+        addr = request.getClientAddress()
+        host, port = getattr(addr, "host", None), getattr(addr, "port", None)
+        return f"{host}:{port}" if host is not None else str(addr)
+
+    def _audit(self, request, action: str, target: str, detail: dict):
+        return self._db(audit.record, self.store, self._actor(request), action, target, detail,
+                        self._source(request))  # fmt: skip
+
+    def _known_queue(self, channel: str, destination: str) -> None:
+        if (channel, destination) in self.sb.delivery.workers:
+            return
+        ch = self.sb.pipeline.channels.get(channel)
+        if ch is None or all(t.destination.name != destination for t in ch.targets):
+            raise ApiError(404, f"no destination '{destination}' in channel '{channel}'")
+
+    # reads ------------------------------------------------------------------------------
+    @inlineCallbacks
+    def status(self, request):
+        depths = yield self._db(self.sb.delivery.queue.depths, time.time())
+        listeners = []
+        for item in self.sb.config.listeners:
+            name = item["name"]
+            svc = self.sb.listeners.get(name)
+            entry = {"name": name, "kind": "mllp" if item.get("mllp") else "directory",
+                     "running": bool(svc is not None and svc.running),
+                     "ack": item.get("ack")}  # fmt: skip
+            if item.get("mllp"):
+                entry["endpoint"] = item["mllp"]
+                entry["tls"] = bool(item.get("tls"))
+                addr = getattr(svc, "address", None)
+                entry["port"] = getattr(addr, "port", None)
+            else:
+                entry["directory"] = str(item.get("directory"))
+            listeners.append(entry)
+        channels = [
+            {"name": name, "destinations": [
+                {"name": t.destination.name, "kind": t.destination.kind} for t in ch.targets]}
+            for name, ch in sorted(self.sb.pipeline.channels.items())
+        ]  # fmt: skip
+        by_key = {(e["channel"], e["destination"]): e for e in depths}
+        destinations = []
+        keys = sorted(set(self.sb.delivery.workers) | set(by_key))
+        for key in keys:
+            worker = self.sb.delivery.workers.get(key)
+            entry = {"channel": key[0], "destination": key[1],
+                     "health": worker.health if worker else "not configured",
+                     "paused": False, "oldest_age": 0.0}  # fmt: skip
+            depth = by_key.get(key, {})
+            entry.update({k: v for k, v in depth.items() if k not in ("channel", "destination")})
+            entry["depth"] = {k: v for k, v in depth.items() if isinstance(v, int)
+                              and not isinstance(v, bool)}  # fmt: skip
+            destinations.append(entry)
+        ok, _ = self.sb.health()
+        return {"ok": ok, "listeners": listeners, "channels": channels,
+                "destinations": destinations}  # fmt: skip
+
+    @inlineCallbacks
+    def queues(self, request):
+        depths = yield self._db(self.sb.delivery.queue.depths, time.time())
+        return {"queues": depths}
+
+    @inlineCallbacks
+    def queue_head(self, request, channel, destination):
+        limit = _int(self._args(request).get("limit", "20"), "limit", 1, 1000)
+        head = yield self._db(self.sb.delivery.queue.head, channel, destination, limit)
+        if not head:
+            self._known_queue(channel, destination)
+        return {"channel": channel, "destination": destination, "head": head}
+
+    @inlineCallbacks
+    def messages(self, request):
+        args = self._args(request)
+        f = search.Search(
+            control_id=args.get("control_id") or None,
+            patient_id=args.get("patient_id") or None,
+            message_type=args.get("type") or None,
+            status=args.get("status") or None,
+            listener=args.get("listener") or None,
+            limit=_int(args.get("limit", "50"), "limit", 1, search.MAX_LIMIT),
+        )
+        if f.status and f.status not in STATUSES:
+            raise ApiError(400, f"status must be one of {', '.join(STATUSES)}")
+        for key in ("since", "until"):
+            if args.get(key):
+                try:
+                    setattr(f, key, search.parse_time(args[key]))
+                except ValueError:
+                    raise ApiError(400, f"{key} must be Unix seconds or ISO 8601") from None
+        rows = yield self._db(search.search_messages, self.store, f)
+        return {"messages": rows, "count": len(rows)}
+
+    @inlineCallbacks
+    def message(self, request, message_id):
+        mid = _int(message_id, "message id")
+        detail = yield self._db(search.message_detail, self.store, mid)
+        if detail is None:
+            raise ApiError(404, f"no message {mid}")
+        return detail
+
+    @inlineCallbacks
+    def audit(self, request):
+        limit = _int(self._args(request).get("limit", "100"), "limit", 1, 1000)
+        entries = yield self._db(audit.recent, self.store, limit)
+        return {"entries": entries}
+
+    # actions ----------------------------------------------------------------------------
+    @inlineCallbacks
+    def _set_paused(self, request, channel, destination, paused: bool):
+        self._known_queue(channel, destination)
+        yield self._db(self.sb.delivery.queue.set_paused, channel, destination, paused)
+        if not paused:  # a paused worker sees the pause at its next lease check (poll)
+            self.sb.delivery.wake([(channel, destination)])
+        action = "pause" if paused else "resume"
+        yield self._audit(request, action, f"{channel}/{destination}", {"paused": paused})
+        return {"channel": channel, "destination": destination, "paused": paused}
+
+    def pause(self, request, channel, destination):
+        return self._set_paused(request, channel, destination, True)
+
+    def resume(self, request, channel, destination):
+        return self._set_paused(request, channel, destination, False)
+
+    @inlineCallbacks
+    def skip(self, request, channel, destination):
+        self._known_queue(channel, destination)
+        skipped = yield self._db(self.sb.delivery.queue.skip_head, channel, destination,
+                                 time.time())  # fmt: skip
+        if skipped is None:
+            raise ApiError(404, f"the queue {channel}/{destination} has no open delivery")
+        self.sb.delivery.wake([(channel, destination)])
+        yield self._audit(request, "skip", f"{channel}/{destination}", {"delivery": skipped})
+        return {"channel": channel, "destination": destination, "skipped": skipped}
+
+    @inlineCallbacks
+    def replay(self, request):
+        body = self._body(request)
+        ids = body.get("ids")
+        status = body.get("status", DEAD)
+        if status not in REPLAY_STATUSES:
+            raise ApiError(400, f"status must be one of {', '.join(REPLAY_STATUSES)}")
+        channel, destination = body.get("channel"), body.get("destination")
+        if ids is not None:
+            if (
+                not isinstance(ids, list)
+                or not ids
+                or len(ids) > 10000
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+            ):
+                raise ApiError(400, "ids must be a non-empty list of delivery ids")  # fmt: skip
+            target = f"deliveries {','.join(map(str, ids[:20]))}" + ("..." if len(ids) > 20 else "")
+        else:
+            if not isinstance(channel, str) or not channel:
+                raise ApiError(400, 'give "ids" or a "channel" (and "destination")')
+            if destination is not None and not isinstance(destination, str):
+                raise ApiError(400, "destination must be a string")
+            target = f"{channel}/{destination}" if destination else channel
+        count = yield self._db(self.sb.delivery.queue.replay, ids=ids, channel=channel,
+                               destination=destination, status=status, now=time.time())  # fmt: skip
+        self.sb.delivery.wake_all()
+        detail = {"status": status, "replayed": count}
+        if ids is not None:
+            detail["ids"] = ids
+        yield self._audit(request, "replay", target, detail)
+        return {"replayed": count}
+
+    @inlineCallbacks
+    def replay_message(self, request, message_id):
+        mid = _int(message_id, "message id")
+        body = self._body(request)
+        edited = body.get("body")
+        if edited is not None:
+            result = yield self._replay_edited(request, mid, edited)
+            return result
+        ids = yield self._db(search.replayable_deliveries, self.store, mid)
+        if ids is None:
+            raise ApiError(404, f"no message {mid}")
+        count = 0
+        if ids:
+            count = yield self._db(self.sb.delivery.queue.replay, ids=ids, status="any",
+                                   now=time.time())  # fmt: skip
+            self.sb.delivery.wake_all()
+        yield self._audit(request, "replay", f"message {mid}",
+                          {"deliveries": ids, "replayed": count})  # fmt: skip
+        return {"message_id": mid, "replayed": count, "deliveries": ids}
+
+    @inlineCallbacks
+    def _replay_edited(self, request, mid: int, edited):
+        if not isinstance(edited, str) or not edited.startswith("MSH"):
+            raise ApiError(400, 'body must be an HL7 v2 message starting with "MSH"')
+        original = yield self._db(search.message_detail, self.store, mid)
+        if original is None:
+            raise ApiError(404, f"no message {mid}")
+        listener = original["listener"]
+        intake = self.sb.intakes.get(listener)
+        if intake is None:
+            raise ApiError(400, f"listener '{listener}' is not running")
+        text = edited.replace("\r\n", "\r").replace("\n", "\r")
+        try:
+            payload = text.encode(original["charset"] or "utf-8")
+        except (LookupError, UnicodeEncodeError):
+            msg = f"the body does not fit the charset {original['charset']}"
+            raise ApiError(400, msg) from None
+        before = yield self._db(search.max_message_id, self.store)
+        peer = f"replay:{mid}"
+        ack = yield intake.handle(payload, peer=peer)
+        new_id = yield self._db(search.newest_from_peer, self.store, peer, before)
+        code = _msa1(ack)
+        detail = {"new_message": new_id, "ack_code": code, "listener": listener}
+        yield self._audit(request, "replay-edited", f"message {mid}", detail)
+        text = ack.decode(original["charset"] or "utf-8", "replace") if ack else None
+        return {"message_id": mid, "new_message_id": new_id, "ack_code": code, "ack": text}
+
+    @inlineCallbacks
+    def reload(self, request):
+        ok, lines = yield self.sb.reload()
+        yield self._audit(request, "reload", "config", {"ok": ok, "messages": lines[:20]})
+        return (200 if ok else 409), {"ok": ok, "messages": lines}
