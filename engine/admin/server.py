@@ -9,6 +9,8 @@ from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from engine.admin.dashboard import Dashboard
+
 
 class Health(Resource):
     isLeaf = True
@@ -72,6 +74,7 @@ def admin_site(registry, health_check, reload=None, token: str | None = None,
         from engine.admin.api import ApiResource
 
         root.putChild(b"api", ApiResource(engine, token))
+    root.putChild(b"dashboard", Dashboard())
     root.putChild(b"metrics", MetricsResource(registry=registry))
     root.putChild(b"healthz", Health(health_check))
     root.putChild(b"readyz", Health(readiness or health_check))
