@@ -107,6 +107,9 @@ def check(config_path: str) -> None:
     try:
         config = load_config(config_path)
         build_pipeline(config)  # functions import, tables and stylesheets load
+        from engine.app import _sealer
+
+        _sealer(config)  # encryption keys load
     except ConfigError as exc:
         click.echo(exc.format(None), err=True)
         sys.exit(1)
@@ -262,31 +265,10 @@ def reload(config_path: str) -> None:
     Exits 1 when the engine refuses the new config (its errors are printed) or cannot be
     reached.
     """
-    import urllib.error
-    import urllib.request
+    from engine.cli_ops import Admin
 
-    config, _ = _load(config_path, build=True)
-    if not config.admin:
-        raise click.ClickException(
-            "no admin listener in the config: add 'admin: {listen: \"tcp:8480:interface="
-            "127.0.0.1\"}', or send SIGHUP to the engine process"
-        )
-    from engine.config.endpoints import parse_endpoint
-
-    ep = parse_endpoint(config.admin["listen"], server=True)
-    host = ep.host if ep.host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
-    url = f"http://{host}:{ep.port}/reload"
-    headers = {"Authorization": f"Bearer {config.admin['token']}"} if config.admin["token"] else {}
-    req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            body = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        if exc.code == 401:
-            raise click.ClickException("the engine refused the admin token") from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the engine at {url}: {exc}") from None
+    _load(config_path, build=True)  # check it here first: the same errors, without a round trip
+    _, body = Admin(config_path).call("POST", "/reload", ok=(200, 409))
     for line in body.get("messages", []):
         click.echo(line)
     if not body.get("ok"):
@@ -394,37 +376,33 @@ def _store_engine(config_path: str):
     return create_store_engine(config.store)
 
 
-@cli.group(invoke_without_command=True)
-@config_option
-@click.option("--control-id", help="MSH-10.")
-@click.option("--type", "message_type", help="MSH-9.1, or type^trigger (ADT^A01).")
-@click.option("--status", type=click.Choice(["received", "routed", "unrouted", "rejected"]))
-@click.option("--listener")
-@click.option("--since", help="ISO time or age (15m, 2h, 1d).")
-@click.option("--until", help="ISO time or age.")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
-@click.pass_context
-def messages(ctx, config_path, control_id, message_type, status, listener, since, until, limit,
-             as_json):  # fmt: skip
-    """List stored messages, newest first (see also: messages show ID)."""
-    if ctx.invoked_subcommand is not None:
-        ctx.obj = {"config_path": config_path, "as_json": as_json}
-        return
-    from engine.store.queries import MessageFilter, list_messages
+_STATUSES = ["received", "routed", "unrouted", "filtered", "errored", "rejected"]
+
+
+def message_filters(f):
+    """The search options shared by `messages` and `messages search`."""
+    for option in reversed((
+        click.option("--control-id", help="MSH-10."),
+        click.option("--patient-id", help="PID-3.1 (first repetition)."),
+        click.option("--type", "message_type", help="MSH-9.1, or type^trigger (ADT^A01)."),
+        click.option("--status", type=click.Choice(_STATUSES)),
+        click.option("--listener"),
+        click.option("--since", help="ISO time or age (15m, 2h, 1d)."),
+        click.option("--until", help="ISO time or age."),
+        click.option("--limit", default=50, show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table."),
+    )):  # fmt: skip
+        f = option(f)
+    return f
+
+
+def _print_messages(config_path, as_json, since, until, limit, **filters) -> None:
+    from engine.admin.search import Search, search_messages
 
     engine = _store_engine(config_path)
-    f = MessageFilter(
-        control_id=control_id,
-        message_type=message_type,
-        status=status,
-        listener=listener,
-        since=_parse_time(since),
-        until=_parse_time(until),
-        limit=limit,
-    )
+    f = Search(since=_parse_time(since), until=_parse_time(until), limit=limit, **filters)
     try:
-        rows = list_messages(engine, f)
+        rows = search_messages(engine, f)
     except Exception as exc:
         raise click.ClickException(f"cannot read the store: {_short(exc)}") from None
     if as_json:
@@ -438,11 +416,35 @@ def messages(ctx, config_path, control_id, message_type, status, listener, since
     click.echo(f"{'ID':>8}  {'RECEIVED (UTC)':23}  {'LISTENER':12} {'TYPE':8} {'CONTROL ID':22} "
                f"{'STATUS':9} ACK")  # fmt: skip
     for r in rows:
-        kind = f"{r['message_type']}^{r['trigger']}" if r["trigger"] else r["message_type"]
-        click.echo(
-            f"{r['id']:>8}  {_iso(r['received_at'])[:23]:23}  {r['listener'][:12]:12} "
-            f"{kind[:8]:8} {r['control_id'][:22]:22} {r['status']:9} {r['ack_code'] or '-'}"
-        )
+        click.echo(_message_line(r))
+
+
+def _message_line(r: dict) -> str:
+    kind = f"{r['message_type']}^{r['trigger']}" if r["trigger"] else r["message_type"]
+    return (
+        f"{r['id']:>8}  {_iso(r['received_at'])[:23]:23}  {r['listener'][:12]:12} "
+        f"{kind[:8]:8} {r['control_id'][:22]:22} {r['status']:9} {r['ack_code'] or '-'}"
+    )
+
+
+@cli.group(invoke_without_command=True)
+@config_option
+@message_filters
+@click.pass_context
+def messages(ctx, config_path, as_json, **filters):
+    """List stored messages, newest first (see also: messages search, messages show ID)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"config_path": config_path, "as_json": as_json}
+        return
+    _print_messages(config_path, as_json, **filters)
+
+
+@messages.command("search")
+@config_option
+@message_filters
+def messages_search(config_path, as_json, **filters):
+    """Search stored messages by control id, patient id, type, status, listener and time."""
+    _print_messages(config_path, as_json, **filters)
 
 
 @messages.command("show")
@@ -451,10 +453,15 @@ def messages(ctx, config_path, control_id, message_type, status, listener, since
 @click.pass_context
 def messages_show(ctx, message_id: int, raw: bool) -> None:
     """Show one stored message: metadata, the ACK and the message as received."""
+    from engine.store.crypto import SealError, sealer_from_options
     from engine.store.queries import get_message
 
     engine = _store_engine(ctx.obj["config_path"])
-    row = get_message(engine, message_id)
+    try:  # bodies may be sealed at rest (store_options.encryption)
+        sealer = sealer_from_options(_load(ctx.obj["config_path"])[0].store_options)
+        row = get_message(engine, message_id, sealer)
+    except SealError as exc:
+        raise click.ClickException(str(exc)) from None
     if row is None:
         raise click.ClickException(f"no message with id {message_id}")
     if raw:
@@ -676,6 +683,9 @@ def migrate(config_path: str) -> None:
     except Exception as exc:
         raise click.ClickException(f"migration failed: {_short(exc)}") from None
     click.echo(f"store at revision {migrations.current(engine)}")
+
+
+from engine import cli_ops  # noqa: E402,F401  (status, replay, tail: commands on the admin API)
 
 
 def main() -> None:

@@ -245,3 +245,25 @@ admin: {{listen: "tcp:{admin}:interface=127.0.0.1", token: "${{SB_TEST_TOKEN}}"}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_status_search_replay_and_tail(running, tmp_path):
+    cfg, port, _ = running
+    tail = subprocess.Popen([*SWITCHBOARD, "tail", "-c", str(cfg), "--count", "2", "--interval",
+                             "0.1", "--after", "0"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    a, b = write_msg(tmp_path, "a.hl7", "TAIL1"), write_msg(tmp_path, "b.hl7", "TAIL2")
+    assert sb("send", f"127.0.0.1:{port}", str(a), str(b)).returncode == 0
+    out, err = tail.communicate(timeout=30)
+    assert tail.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2 and "TAIL1" in lines[0] and "TAIL2" in lines[1]
+
+    status = sb("status", "-c", str(cfg))
+    assert status.returncode == 0, status.stderr
+    assert "mllp-in" in status.stdout and "LISTENER" in status.stdout
+    found = sb("messages", "search", "-c", str(cfg), "--patient-id", "123", "--json")
+    assert [json.loads(x)["control_id"] for x in found.stdout.splitlines()] == ["TAIL2", "TAIL1"]
+    mid = json.loads(found.stdout.splitlines()[0])["id"]
+    again = sb("replay", str(mid), "-c", str(cfg))
+    assert again.returncode == 0 and "replayed 0 deliveries of 1 messages" in again.stdout
