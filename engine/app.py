@@ -22,6 +22,7 @@ from engine.metrics import Metrics
 from engine.pipeline import build_pipeline
 from engine.sources.mllp import MLLPServerFactory
 from engine.store import migrations
+from engine.store.crypto import sealer_from_options
 from engine.store.db import create_store_engine
 from engine.store.retention import RetentionService
 from engine.store.writer import StoreWriter
@@ -86,6 +87,19 @@ class ListenerService(StreamServerEndpointService):
         return port
 
 
+def _sealer(config):
+    """The store's sealer; a key that cannot be loaded is a config error at its location."""
+    from engine.config import ConfigError, Problem
+    from engine.store.crypto import SealError
+
+    try:
+        return sealer_from_options(config.store_options)
+    except SealError as exc:
+        loc = config.location(("store_options", "encryption"))
+        where = (loc.file, loc.line, loc.column) if loc else (str(config.path), 0, 0)
+        raise ConfigError([Problem(*where, f"encryption: {exc}")]) from None
+
+
 class Switchboard(MultiService):
     """The running engine: its config, store, listeners and admin."""
 
@@ -95,11 +109,12 @@ class Switchboard(MultiService):
         self.reactor = reactor
         self.metrics = Metrics()
         self.pipeline = build_pipeline(config, self.metrics)
+        self.sealer = _sealer(config)  # NullSealer when not set
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
         self.delivery = DeliveryService(
             self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
-            options=config.store_options,
+            options=config.store_options, sealer=self.sealer,
         )  # fmt: skip
         self.delivery.setServiceParent(self)
         self.retention = RetentionService(
@@ -230,6 +245,7 @@ class Switchboard(MultiService):
             clock=self.reactor,
         )
         intake.notify = self.delivery.wake
+        intake.sealer = self.sealer
         self.intakes[name] = intake
         if listener.get("mllp"):
             tls = listener.get("tls")

@@ -19,6 +19,7 @@ from engine.hl7.escape import unescape
 from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
 from engine.hl7.message import Message
 from engine.logging import get_logger
+from engine.store.crypto import NULL_SEALER, seal_row
 from engine.store.retention import message_mode, storage_mode_rows
 from engine.store.schema import ERRORED as ERRORED_STATUS
 from engine.store.schema import FILTERED as FILTERED_STATUS
@@ -176,6 +177,8 @@ def dedup_key(h: Header) -> str:
 class Intake:
     """Per-listener intake: assess, route, store durably, then answer."""
 
+    sealer = NULL_SEALER  # engine.store.crypto: raw, ack and payloads sealed at rest
+
     def __init__(self, listener: dict, *, writer, pipeline, metrics, clock):
         self.listener = listener
         self.name = listener["name"]
@@ -242,7 +245,7 @@ class Intake:
             row, _, _ = storage_mode_rows(
                 mode, row, row.get("_runs") or [], row.get("_deliveries") or []
             )
-        return a, row
+        return a, seal_row(self.sealer, row)
 
     def record(self, a: Assessment, row: dict, result) -> bytes | None:
         """Metrics and logs once the row is durable; returns the ACK to send."""
@@ -250,10 +253,10 @@ class Intake:
         if result.duplicate_of is not None:
             self.m_dup.inc()
             self.log.info("duplicate", message_id=result.id, control_id=row["control_id"])
-            ack = result.ack
+            ack = self.sealer.open(result.ack)  # replayed from the store: sealed
             code = row["ack_code"] if ack is None else _msa1(ack)
         else:
-            ack, code = row["ack"], row["ack_code"]
+            ack, code = self.sealer.open(row["ack"]), row["ack_code"]
             if a.status == REJECTED:
                 self._rejected.labels(self.name, a.reason_code or "other").inc()
                 self.log.warning(

@@ -15,6 +15,7 @@ STORE_DEFAULTS = {
     "storage": "everything",
     "retention": {"max_age": None, "rules": [], "compact_after": 3600.0, "interval": 600.0,
                   "batch_size": 500, "max_batches": 100, "pause": 0.01},
+    "encryption": None,
 }  # fmt: skip
 
 

@@ -286,7 +286,9 @@ class ApiResource(Resource):
     @inlineCallbacks
     def message(self, request, message_id):
         mid = _int(message_id, "message id")
-        detail = yield self._db(search.message_detail, self.store, mid)
+        detail = yield self._db(
+            search.message_detail, self.store, mid, getattr(self.sb, "sealer", None)
+        )
         if detail is None:
             raise ApiError(404, f"no message {mid}")
         return detail
@@ -381,7 +383,9 @@ class ApiResource(Resource):
     def _replay_edited(self, request, mid: int, edited):
         if not isinstance(edited, str) or not edited.startswith("MSH"):
             raise ApiError(400, 'body must be an HL7 v2 message starting with "MSH"')
-        original = yield self._db(search.message_detail, self.store, mid)
+        original = yield self._db(
+            search.message_detail, self.store, mid, getattr(self.sb, "sealer", None)
+        )
         if original is None:
             raise ApiError(404, f"no message {mid}")
         listener = original["listener"]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from engine.store.crypto import NULL_SEALER
 from engine.store.queries import LIST_COLUMNS
 from engine.store.schema import DEAD, HELD, SKIPPED, channel_runs, deliveries, messages
 
@@ -97,7 +98,7 @@ def _is_text(content_type: str) -> bool:
     return ct.startswith("text/") or any(k in ct for k in ("json", "xml", "hl7", "er7"))
 
 
-def message_detail(engine: Engine, message_id: int) -> dict | None:
+def message_detail(engine: Engine, message_id: int, sealer=None) -> dict | None:
     """The message at every stage: metadata, raw (decoded), the ACK, channel runs, deliveries."""
     with engine.connect() as conn:
         row = conn.execute(select(messages).where(m.id == message_id)).first()
@@ -113,7 +114,8 @@ def message_detail(engine: Engine, message_id: int) -> dict | None:
         ).all()  # fmt: skip
     msg = dict(row._mapping)
     charset = msg["charset"]
-    raw, ack = msg.pop("raw"), msg.pop("ack")
+    sealer = sealer or NULL_SEALER  # engine.store.crypto: bodies may be sealed at rest
+    raw, ack = sealer.open(msg.pop("raw")), sealer.open(msg.pop("ack"))
     msg.pop("dedup_key", None)
     msg["raw"] = _decode(raw, charset)
     msg["ack"] = _decode(ack, charset)
@@ -131,7 +133,7 @@ def message_detail(engine: Engine, message_id: int) -> dict | None:
     out = []
     for r in dels:
         e = dict(r._mapping)
-        payload = e.pop("payload")
+        payload = sealer.open(e.pop("payload"))
         e.pop("claimed_by", None)
         if _is_text(e["content_type"]):
             hl7 = "hl7" in e["content_type"] or "er7" in e["content_type"]

@@ -326,6 +326,61 @@ LOGGING = Spec(
 STORAGE_MODES = ("everything", "raw_and_final", "metadata_only")
 _MESSAGE_STATUSES = ("received", "routed", "unrouted", "filtered", "errored", "rejected")
 
+
+class EncryptionKeys(FieldType):
+    """Key id -> a key: base64 of 32 bytes (write "${VAR}" to read it from the environment),
+    {env: VAR} or {file: PATH}."""
+
+    name = "mapping of key id to key"
+
+    def check(self, node, ctx, at):
+        from yaml.nodes import MappingNode, ScalarNode
+
+        from .scalars import scalar_value
+
+        if not isinstance(node, MappingNode) or not node.value:
+            return self.wrong_type(node, ctx, at, " (like {key-2026: ${SB_KEY_2026}})")
+        out = {}
+        for key, value in node.value:
+            ctx.record((*at.path, key.value), value)
+            if isinstance(value, ScalarNode):
+                out[key.value] = str(scalar_value(value))
+            elif isinstance(value, MappingNode):
+                pairs = {k.value: v.value for k, v in value.value if isinstance(v, ScalarNode)}
+                if set(pairs) not in ({"env"}, {"file"}):
+                    ctx.error(value, f"key '{key.value}' takes base64 text, {{env: VAR}} or "
+                              "{file: PATH}")  # fmt: skip
+                    continue
+                out[key.value] = pairs
+            else:
+                ctx.error(value, f"key '{key.value}' takes base64 text, {{env: VAR}} or "
+                          "{file: PATH}")  # fmt: skip
+        return out
+
+    def json_schema(self):
+        key = {"oneOf": [{"type": "string"},
+                         {"type": "object", "properties": {"env": {"type": "string"}},
+                          "required": ["env"], "additionalProperties": False},
+                         {"type": "object", "properties": {"file": {"type": "string"}},
+                          "required": ["file"], "additionalProperties": False}]}  # fmt: skip
+        return {"type": "object", "minProperties": 1, "additionalProperties": key}
+
+
+ENCRYPTION = Spec(
+    "encryption",
+    "AES-256-GCM for message bodies, ACKs and delivery payloads; the key id is stored with "
+    "each value, so keys rotate: new writes use `current`, older keys stay listed until "
+    "`switchboard`'s rotate has re-sealed their rows.",
+    (
+        Field("enabled", Bool(), "Off keeps the keys but stores plaintext.", default=True),
+        Field("current", String(), "The key id new writes use.", required=True,
+              example="key-2026"),
+        Field("keys", EncryptionKeys(), "Key ids and their keys.", required=True,
+              example={"key-2026": "${SB_KEY_2026}"}),
+    ),
+)  # fmt: skip
+
+
 RETENTION_RULE = Spec(
     "retention rule",
     "Keep messages in these statuses for a shorter (or longer) time.",
@@ -393,6 +448,12 @@ STORE_OPTIONS = Spec(
             default="everything",
         ),
         Field("retention", Nested(RETENTION), "Pruning by age and status.", default={}),
+        Field(
+            "encryption",
+            Nested(ENCRYPTION),
+            "Message bodies and delivery payloads encrypted at rest (AES-256-GCM).",
+            nullable=True,
+        ),
     ),
 )
 

@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from engine.store.crypto import NULL_SEALER
 from engine.store.schema import (
     DEAD,
     HELD,
@@ -49,6 +50,8 @@ class QueuedRow:
 
 
 class QueueStore:
+    sealer = NULL_SEALER  # engine.store.crypto; set by the delivery service
+
     def __init__(self, engine: Engine, node: str):
         self.engine = engine
         self.node = node
@@ -147,7 +150,8 @@ class QueueStore:
                     )
         return [
             QueuedRow(r.id, r.message_id, IN_FLIGHT if r.status == PENDING else r.status,
-                      r.attempts, r.next_attempt_at, r.created_at, r.payload, r.content_type,
+                      r.attempts, r.next_attempt_at, r.created_at, self.sealer.open(r.payload),
+                      r.content_type,
                       r.control_id or "")
             for r in rows
         ]  # fmt: skip

@@ -48,7 +48,7 @@ class DeliveryService(Service):
     depth_interval = 5.0
 
     def __init__(self, store_engine, writer, reactor, metrics, pipeline, node: str | None = None,
-                 options: dict | None = None):  # fmt: skip
+                 options: dict | None = None, sealer=None):  # fmt: skip
         options = options or {}
         self.lease_ttl = float(options.get("lease_ttl", 15.0))
         self.poll_interval = float(options.get("poll_interval", 1.0))
@@ -57,6 +57,8 @@ class DeliveryService(Service):
         self.metrics = metrics
         self.node = node or node_id()
         self.queue = QueueStore(store_engine, self.node)
+        if sealer is not None:
+            self.queue.sealer = sealer  # payloads are opened as they are claimed
         self.pipeline = pipeline
         self.workers: dict[tuple[str, str], DestinationWorker] = {}
         self._configs: dict[tuple[str, str], dict] = {}
