@@ -496,6 +496,19 @@ def _queue(config_path: str):
     return QueueStore(_store_engine(config_path), f"cli-{os.getpid()}")
 
 
+def _audit(queue, action: str, target: str, detail: dict | None = None) -> None:
+    """Admin actions from the command line go to the same audit log as the API's."""
+    import getpass
+
+    from engine.admin.audit import record
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = str(os.getuid())
+    record(queue.engine, f"cli:{user}", action, target, detail, source="cli")
+
+
 def _split_dest(text: str) -> tuple[str, str]:
     channel, sep, dest = text.partition("/")
     if not sep or not channel or not dest:
@@ -567,8 +580,11 @@ def queue_replay(destination, config_path, ids, all_, status) -> None:
     channel = dest = None
     if destination:
         channel, dest = _split_dest(destination)
-    n = _queue(config_path).replay(ids=list(ids) or None, channel=channel, destination=dest,
-                                   status=status, now=time.time())  # fmt: skip
+    q = _queue(config_path)
+    n = q.replay(ids=list(ids) or None, channel=channel, destination=dest, status=status,
+                 now=time.time())  # fmt: skip
+    _audit(q, "replay", destination or ("all" if all_ else "deliveries"),
+           {"ids": list(ids), "status": status, "replayed": n})  # fmt: skip
     click.echo(f"replayed {n} deliveries")
 
 
@@ -578,9 +594,11 @@ def queue_replay(destination, config_path, ids, all_, status) -> None:
 def queue_skip(destination: str, config_path: str) -> None:
     """Skip the head of a queue (a poisoned message): it is kept, marked skipped."""
     channel, dest = _split_dest(destination)
-    head = _queue(config_path).skip_head(channel, dest, time.time())
+    q = _queue(config_path)
+    head = q.skip_head(channel, dest, time.time())
     if head is None:
         raise click.ClickException(f"{destination}: the queue is empty")
+    _audit(q, "skip", destination, {"delivery": head})
     click.echo(f"skipped delivery {head}")
 
 
@@ -589,7 +607,9 @@ def queue_skip(destination: str, config_path: str) -> None:
 @config_option
 def queue_pause(destination: str, config_path: str) -> None:
     """Stop delivering to a destination (its queue keeps filling)."""
-    _queue(config_path).set_paused(*_split_dest(destination), True)
+    q = _queue(config_path)
+    q.set_paused(*_split_dest(destination), True)
+    _audit(q, "pause", destination)
     click.echo(f"paused {destination}")
 
 
@@ -598,7 +618,9 @@ def queue_pause(destination: str, config_path: str) -> None:
 @config_option
 def queue_resume(destination: str, config_path: str) -> None:
     """Deliver to a paused destination again."""
-    _queue(config_path).set_paused(*_split_dest(destination), False)
+    q = _queue(config_path)
+    q.set_paused(*_split_dest(destination), False)
+    _audit(q, "resume", destination)
     click.echo(f"resumed {destination}")
 
 
@@ -644,6 +666,33 @@ def prune(config_path, max_age, statuses, batch_size, max_batches, no_compact, a
         click.echo(f"pruned {p.messages} messages, {p.deliveries} deliveries, "
                    f"{p.channel_runs} channel runs, {p.files} files in {p.batches} batches"
                    + ("" if p.complete else " (stopped early: run again)"))  # fmt: skip
+
+
+@cli.command("rotate-keys")
+@config_option
+@click.option("--batch-size", default=500, show_default=True)
+def rotate_keys(config_path: str, batch_size: int) -> None:
+    """Re-seal stored bodies with the current encryption key (and encrypt plaintext rows), in
+    small batches; afterwards older keys can be removed from the config."""
+    from engine.app import _sealer
+    from engine.config import ConfigError
+    from engine.store.crypto import rotate
+
+    config, _ = _load(config_path)
+    try:
+        sealer = _sealer(config)
+    except ConfigError as exc:
+        click.echo(exc.format(None), err=True)
+        sys.exit(1)
+    if not sealer.active:
+        raise click.ClickException("encryption is not configured (store_options.encryption)")
+    engine = _store_engine(config_path)
+    counts = rotate(engine, sealer, batch_size=batch_size)
+    from engine.admin.audit import record
+
+    record(engine, "cli", "rotate-keys", "store", counts, source="cli")
+    click.echo(f"re-sealed {counts.get('messages', 0)} messages and "
+               f"{counts.get('deliveries', 0)} deliveries with key '{sealer.current}'")  # fmt: skip
 
 
 # certs -----------------------------------------------------------------------------------

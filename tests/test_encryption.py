@@ -298,3 +298,36 @@ store_options:
                          capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert out.returncode == 1 and "encryption:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_rotate_keys_command(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    key_a, key_b = os.urandom(32), os.urandom(32)
+    env = {**os.environ, "SB_A": base64.b64encode(key_a).decode(),
+           "SB_B": base64.b64encode(key_b).decode()}  # fmt: skip
+    cfg = write_config(tmp_path, """
+store_options:
+  encryption: {current: b, keys: {a: "${SB_A}", b: "${SB_B}"}}
+""")  # fmt: skip
+    monkeypatch.setenv("SB_A", env["SB_A"])
+    monkeypatch.setenv("SB_B", env["SB_B"])
+    config = load_config(cfg)
+    engine = create_store_engine(config.store)
+    migrations.upgrade(engine)
+    old = Sealer({"a": key_a}, "a")
+    with engine.begin() as conn:
+        row = {"id": 1, "received_at": 1.0, "listener": "in", "status": "routed", "size": 3,
+               "raw": old.seal(b"MSH"), "ack": old.seal(b"ACK")}  # fmt: skip
+        conn.execute(insert(messages).values(**row))
+    out = subprocess.run([sys.executable, "-m", "engine", "rotate-keys", "-c", str(cfg)], env=env,
+                         capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "re-sealed 1 messages" in out.stdout
+    with engine.connect() as conn:
+        raw = conn.execute(select(messages.c.raw)).scalar()
+    assert Sealer({"b": key_b}, "b").open(raw) == b"MSH"  # key a is no longer needed
+    engine.dispose()

@@ -103,5 +103,14 @@ def test_queue_cli(tmp_path):
     shown = sb("queue", "show", "adt/epic").stdout.splitlines()
     assert [line.split()[0] for line in shown] == ["2", "3"]
     assert sb("queue", "resume", "adt/epic").returncode == 0
+    from engine.admin.audit import recent
+
+    engine = create_store_engine(load_config(cfg).store)
+    actions = [(e["action"], e["target"]) for e in reversed(recent(engine))]
+    engine.dispose()
+    assert actions == [("pause", "adt/epic"), ("replay", "adt/epic"), ("skip", "adt/epic"),
+                       ("resume", "adt/epic")]  # fmt: skip
+    assert all(e["actor"].startswith("cli:") for e in recent(create_store_engine(
+        load_config(cfg).store)))  # fmt: skip
     bad = sb("queue", "skip", "epic")
     assert bad.returncode == 2 and "CHANNEL/DESTINATION" in bad.stderr
