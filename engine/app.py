@@ -136,9 +136,15 @@ class Switchboard(MultiService):
     def _add_admin(self, admin: dict) -> None:
         site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"),
                           readiness=self.readiness, engine=self)  # fmt: skip
+        factory = site
+        if admin.get("tls"):
+            from engine.tls import wrap_server_factory
+
+            factory = wrap_server_factory(site, admin["tls"])
         self.admin = ListenerService(
-            serverFromString(self.reactor, admin["listen"]), site, admin["listen"]
+            serverFromString(self.reactor, admin["listen"]), factory, admin["listen"]
         )
+        self.admin.tls_creator = getattr(factory, "tls_creator", None)
         self.admin.setName("admin")
         self.admin.setServiceParent(self)
 
@@ -218,6 +224,14 @@ class Switchboard(MultiService):
                     creator.reload(new[name]["tls"])
                 except TLSConfigError as exc:
                     problems.append(f"listener '{name}' keeps its old certificate: {exc}")
+        creator = getattr(self.admin, "tls_creator", None)
+        if creator is not None and not admin_changed:
+            from engine.tls import TLSConfigError
+
+            try:
+                creator.reload(config.admin["tls"])
+            except TLSConfigError as exc:
+                problems.append(f"the admin listener keeps its old certificate: {exc}")
         kept = [n for n in old if n in new and n not in changed]
         log.info(
             "reloaded",

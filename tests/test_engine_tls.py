@@ -210,3 +210,46 @@ def test_certificate_reload_keeps_established_connections(tmp_path, certs, tmp_p
     finally:
         client.close()
         yield sb.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_admin_over_mutual_tls(tmp_path, certs):
+    import json
+    import urllib.error
+    import urllib.request
+
+    sb = start_engine(tmp_path, f"""
+listeners:
+  - {{name: in, mllp: "tcp:0:interface=127.0.0.1"}}
+admin:
+  listen: "tcp:0:interface=127.0.0.1"
+  token: secret
+  tls: {{cert: {certs / "server.pem"}, key: {certs / "server.key"},
+         client_ca: {certs / "ca.pem"}, require_client_cert: require}}
+""")  # fmt: skip
+    url = f"https://localhost:{sb.port_of('admin')}"
+
+    def call(path, cert=True, method="GET"):
+        ctx = tls_context(str(certs / "ca.pem"), str(certs / "client.pem") if cert else None,
+                          str(certs / "client.key") if cert else None)  # fmt: skip
+        data = b"{}" if method == "POST" else None
+        headers = {"Authorization": "Bearer secret"}
+        req = urllib.request.Request(url + path, method=method, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+                return resp.status, json.loads(resp.read())
+        except (urllib.error.URLError, OSError) as exc:
+            return "refused", str(exc)
+
+    try:
+        status, body = yield in_thread(call, "/api/status")
+        assert status == 200 and body["listeners"][0]["name"] == "in"
+        status, _ = yield in_thread(call, "/api/status", cert=False)
+        assert status == "refused"  # no client certificate: no handshake
+        yield in_thread(call, "/api/reload", method="POST")
+        status, audit = yield in_thread(call, "/api/audit")
+        assert status == 200
+        assert audit["entries"][0]["action"] == "reload"
+        assert audit["entries"][0]["actor"] == "cert:switchboard-dev-client"
+    finally:
+        yield sb.stopService()

@@ -186,7 +186,11 @@ class ApiResource(Resource):
             cert = None
         if cert is not None:
             try:
-                return "cert:" + cert.get_subject().CN
+                from cryptography.x509.oid import NameOID
+
+                names = cert.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+                return "cert:" + (names[0].value if names else cert.to_cryptography().subject
+                                  .rfc4514_string())  # fmt: skip
             except Exception:
                 pass
         return "token" if self.token else "anonymous"

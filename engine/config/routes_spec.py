@@ -305,6 +305,14 @@ ADMIN = Spec(
             "Bearer token the API requires; keep it out of git with ${SWITCHBOARD_ADMIN_TOKEN}.",
             example="${SWITCHBOARD_ADMIN_TOKEN}",
         ),
+        Field(
+            "tls",
+            Nested(TLS),
+            "HTTPS for the admin listener; with client_ca and require_client_cert: require, "
+            "only holders of a client certificate from that CA get in (the audit log names "
+            "them).",
+            nullable=True,
+        ),
     ),
 )
 
