@@ -65,7 +65,7 @@ def test_complete_example_loads_with_defaults_filled(basic: Path) -> None:
         "synchronous": "normal", "max_batch": 500, "pool_size": 5, "lease_ttl": 15.0,
         "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.channels_dir == basic / "channels"
-    assert config.admin == {"listen": "tcp:8481:interface=127.0.0.1", "token": None}
+    assert config.admin == {"listen": "tcp:8481:interface=127.0.0.1", "token": None, "tls": None}
     assert config.logging == {"level": "debug", "format": "auto"}
 
     lab, drop = config.listeners
@@ -218,6 +218,7 @@ def test_admin_is_off_unless_given(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "routes.yaml", "admin: {}\n")).admin == {
         "listen": "tcp:8480:interface=127.0.0.1",
         "token": None,
+        "tls": None,
     }
 
 
@@ -282,7 +283,7 @@ def test_environment_variables_are_substituted(
     config = load_config(routes)
 
     assert config.store == "postgresql://sb:pw@db/sb"
-    assert config.admin == {"token": "t0ken", "listen": "tcp:2600"}
+    assert config.admin == {"token": "t0ken", "listen": "tcp:2600", "tls": None}
     assert config.listeners[0]["name"] == "a-x"
     # An unquoted value is typed after substitution: max_connections is an int.
     assert config.listeners[0]["max_connections"] == 2600
