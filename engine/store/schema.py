@@ -61,8 +61,9 @@ messages = Table(
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_patient", "patient_id", "received_at"),
     Index("ix_messages_control_id", "control_id"),
-    Index("ix_messages_type", "message_type", "trigger"),
-    Index("ix_messages_status", "status"),
+    Index("ix_messages_type", "message_type", "trigger", "received_at"),
+    Index("ix_messages_type_time", "message_type", "received_at"),
+    Index("ix_messages_status", "status", "received_at"),
     Index("ix_messages_dedup", "dedup_key"),
 )
 

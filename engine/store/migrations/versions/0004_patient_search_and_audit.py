@@ -20,6 +20,12 @@ def upgrade() -> None:
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("patient_id", sa.String(64)))
     op.create_index("ix_messages_patient", "messages", ["patient_id", "received_at"])
+    # searches by type or status, newest first, straight from the index
+    op.drop_index("ix_messages_type", "messages")
+    op.create_index("ix_messages_type", "messages", ["message_type", "trigger", "received_at"])
+    op.create_index("ix_messages_type_time", "messages", ["message_type", "received_at"])
+    op.drop_index("ix_messages_status", "messages")
+    op.create_index("ix_messages_status", "messages", ["status", "received_at"])
     op.create_table(
         "audit_log",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -36,5 +42,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("audit_log")
     op.drop_index("ix_messages_patient", "messages")
+    op.drop_index("ix_messages_status", "messages")
+    op.create_index("ix_messages_status", "messages", ["status"])
+    op.drop_index("ix_messages_type_time", "messages")
+    op.drop_index("ix_messages_type", "messages")
+    op.create_index("ix_messages_type", "messages", ["message_type", "trigger"])
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("patient_id")
