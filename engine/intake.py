@@ -245,6 +245,7 @@ class Intake:
             row, _, _ = storage_mode_rows(
                 mode, row, row.get("_runs") or [], row.get("_deliveries") or []
             )
+        row["_ack"] = row["ack"]  # the plaintext ACK to send (the stored one may be sealed)
         return a, seal_row(self.sealer, row)
 
     def record(self, a: Assessment, row: dict, result) -> bytes | None:
@@ -256,7 +257,7 @@ class Intake:
             ack = self.sealer.open(result.ack)  # replayed from the store: sealed
             code = row["ack_code"] if ack is None else _msa1(ack)
         else:
-            ack, code = self.sealer.open(row["ack"]), row["ack_code"]
+            ack, code = row["_ack"], row["ack_code"]
             if a.status == REJECTED:
                 self._rejected.labels(self.name, a.reason_code or "other").inc()
                 self.log.warning(

@@ -287,7 +287,7 @@ class FileDropService(Service):
         except BatchError:
             return None
         prepared = [self.intake.prepare(m, peer=self.peer) for m in batch.messages]
-        return self._ack(batch, prepared, [row["ack"] for _, row in prepared])
+        return self._ack(batch, prepared, [row["_ack"] for _, row in prepared])
 
     def _place(
         self, path: Path, name: str, directory: Path, companion: bytes | None, suffix: str
