@@ -625,6 +625,25 @@ def queue_resume(destination: str, config_path: str) -> None:
 
 
 # retention -------------------------------------------------------------------------------
+class _BatchProgress:
+    """A batch counter on the terminal (stderr) for long store operations; never stops them."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.batches = 0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self) -> bool:
+        self.batches += 1
+        if self.tty:
+            click.echo(f"\r{self.label}: {self.batches} batches", nl=False, err=True)
+        return False
+
+    def done(self) -> None:
+        if self.tty and self.batches:
+            click.echo("", err=True)
+
+
 @cli.command()
 @config_option
 @click.option("--max-age", help="Prune messages older than this (default: the config's "
@@ -651,12 +670,15 @@ def prune(config_path, max_age, statuses, batch_size, max_batches, no_compact, a
     else:
         policies = policies_from_options(retention)
     modes = {} if no_compact else {n: c.get("storage") for n, c in config.channels.items()}
+    progress = _BatchProgress("pruning") if not as_json else None
     report = retention_pass(
         engine, time.time(), policies=policies, modes=modes,
         default_mode="everything" if no_compact else config.store_options.get("storage"),
         compact_after=retention.get("compact_after", 3600.0), batch_size=batch_size,
-        max_batches=max_batches, pause=retention.get("pause", 0.01),
+        max_batches=max_batches, pause=retention.get("pause", 0.01), should_stop=progress,
     )  # fmt: skip
+    if progress:
+        progress.done()
     p = report.pruned
     counts = {"messages": p.messages, "channel_runs": p.channel_runs, "deliveries": p.deliveries,
               "files": p.files, "batches": p.batches, "complete": p.complete}  # fmt: skip

@@ -204,6 +204,12 @@ async def test_dashboard_in_headless_chromium(sb, browser, tmp_path):
         row = '#destinations tr[data-destination="ehr"]'
         assert "down" in b.text(row + " .health") or "degraded" in b.text(row + " .health")
         assert b.js("return sessionStorage.getItem('switchboard.admin.token')") == TOKEN
+        # the channels table: the message went through channel adt, whose delivery died
+        channel_row = b.wait(lambda: b.js(
+            "const r = document.querySelector('#channels tbody tr');"
+            "return r && r.textContent.includes('adt') ? "
+            "[...r.cells].map((c) => c.textContent) : null"), "the channels table")  # fmt: skip
+        assert channel_row[0] == "adt" and channel_row[6] == "1"  # one dead letter
         # search by control id, open the message
         b.type("#q-control", "CTL1")
         b.click("#search-go")

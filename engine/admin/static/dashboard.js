@@ -175,6 +175,7 @@ async function refreshMetrics() {
     metricSamples = parseMetrics(await resp.text());
   } catch (e) { return; }
   renderListeners(listenerRows);
+  renderChannels();
   renderErrors();
 }
 
@@ -205,6 +206,36 @@ function renderListeners(rows) {
     body.append(tr);
   }
   if (metricSamples.length && (!prev || now - prev.t >= REFRESH_MS / 1000 - 0.5)) lastMetrics = { t: now, received };
+}
+
+let lastChannels = null;
+
+function renderChannels() {
+  const names = [...new Set(metricSamples.filter((s) => s.labels.channel).map((s) => s.labels.channel))].sort();
+  const now = Date.now() / 1000;
+  const delivered = {};
+  const body = $("#channels tbody");
+  body.replaceChildren();
+  for (const name of names) {
+    const of = (metric, extra) => sum(metric, (x) => x.channel === name && (!extra || extra(x)));
+    delivered[name] = of("switchboard_delivered_total");
+    let rate = "–";
+    if (lastChannels && lastChannels.delivered[name] !== undefined && now - lastChannels.t > 1) {
+      rate = (((delivered[name] - lastChannels.delivered[name]) / (now - lastChannels.t)) * 60).toFixed(1);
+    }
+    const th = el("th", name); th.scope = "row";
+    const tr = el("tr");
+    tr.append(th,
+      el("td", of("switchboard_channel_messages_total", (x) => x.outcome === "passed"), "num"),
+      el("td", of("switchboard_channel_messages_total", (x) => x.outcome === "filtered"), "num"),
+      el("td", of("switchboard_channel_messages_total", (x) => x.outcome === "errored"), "num"),
+      el("td", delivered[name], "num"), el("td", rate, "num"),
+      el("td", of("switchboard_dead_letters_total"), "num"));
+    body.append(tr);
+  }
+  if (metricSamples.length && (!lastChannels || now - lastChannels.t >= REFRESH_MS / 1000 - 0.5)) {
+    lastChannels = { t: now, delivered };
+  }
 }
 
 const ERROR_METRICS = [
