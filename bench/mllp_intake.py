@@ -72,6 +72,13 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of the process's main thread (the reactor)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -262,6 +269,7 @@ class RunResult:
     max_ms: float | None = None
     server_cpu_us: float | None = None
     server_sys_pct: float | None = None  # share of server CPU spent in the kernel
+    reactor_cpu_us: float | None = None  # the main (reactor) thread's share of server_cpu_us
     server_rss_mb: float | None = None
     loadgen_cpu_us: float | None = None
     loadgen_procs: int = 1
@@ -325,6 +333,7 @@ def run_load(args, srv: Server, scenario: str, conns: int, window: int, n: int) 
         if args.py_spy and srv.kind == "engine":
             profiler = start_py_spy(args, srv, scenario)
         cpu0 = cpu_seconds(srv.pid)
+        main0 = main_thread_cpu(srv.pid)
         for p in lgs:
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -342,6 +351,7 @@ def run_load(args, srv: Server, scenario: str, conns: int, window: int, n: int) 
             elif line.startswith("result "):
                 results[idx] = json.loads(line[7:])
         cpu1 = cpu_seconds(srv.pid)
+        main1 = main_thread_cpu(srv.pid)
         res.server_rss_mb = round(rss_mb(srv.pid), 1)
         if profiler is not None:
             stop_py_spy(profiler)
@@ -388,6 +398,7 @@ def run_load(args, srv: Server, scenario: str, conns: int, window: int, n: int) 
     user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     res.server_cpu_us = (user + system) / max(res.acked, 1) * 1e6
     res.server_sys_pct = 100 * system / (user + system) if user + system > 0 else None
+    res.reactor_cpu_us = (main1 - main0) / max(res.acked, 1) * 1e6
     if lat:
         s = sorted(lat)
 
@@ -412,6 +423,7 @@ def start_py_spy(args, srv: Server, scenario: str):
     out = Path(args.py_spy).with_suffix(f".{scenario}.txt")
     cmd = [exe, "record", "--pid", str(srv.pid), "--format", "raw", "--output", str(out)]
     cmd += ["--rate", "200", "--threads", "--function", "--nonblocking"]
+    cmd += os.environ.get("BENCH_PY_SPY_ARGS", "").split()  # e.g. --gil, --idle
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # let it attach before the run starts
     p.out = out
@@ -460,7 +472,8 @@ def _f(v, fmt: str, width: int) -> str:
 def print_table(rows: list[RunResult]) -> None:
     head = (
         f"{'scenario':<10}{'server':<9}{'msg/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'srv µs/msg':>11}{'sys%':>5}{'srv RSS MB':>11}{'lg µs/msg':>10}{'batch':>7}"
+        f"{'srv µs/msg':>11}{'reactor':>8}{'sys%':>5}{'srv RSS MB':>11}{'lg µs/msg':>10}"
+        f"{'batch':>7}"
         f"{'eng/base':>9}{'errors':>7}"
     )
     print(head)
@@ -474,6 +487,7 @@ def print_table(rows: list[RunResult]) -> None:
         print(
             f"{r.scenario:<10}{r.kind:<9}{r.msg_per_s:>9,.0f}{_f(r.p50_ms, '.2f', 8)}"
             f"{_f(r.p99_ms, '.2f', 8)}{_f(r.server_cpu_us, '.0f', 11)}"
+            f"{_f(r.reactor_cpu_us, '.0f', 8)}"
             f"{_f(r.server_sys_pct, '.0f', 5)}{_f(r.server_rss_mb, '.0f', 11)}"
             f"{_f(r.loadgen_cpu_us, '.1f', 10)}{_f(r.mean_batch, '.1f', 7)}"
             f"{_f(ratio, '.2f', 9)}{r.errors:>7}"

@@ -47,6 +47,7 @@ class StoreService(Service):
             reactor,
             max_batch=options.get("max_batch", 2000),
             observer=metrics.observe_commit,
+            inline=options.get("inline_commit", True),
         )
 
     def startService(self) -> None:

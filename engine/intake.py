@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from engine.channel import ERRORED, FILTERED, PASSED, ChannelResult
@@ -127,10 +127,10 @@ def assess(payload: bytes, listener: dict, router=None) -> Assessment:
         a.errors.append(
             AckError(202, f"processing id {header.processing_id!r} is not accepted here", "MSH", 11)
         )
-    for n in (15, 16):
-        if header.field(n) not in _ACK_CONDITIONS:
+    for n, value in ((15, header.accept_ack_type), (16, header.application_ack_type)):
+        if value not in _ACK_CONDITIONS:
             a.errors.append(
-                AckError(103, f"MSH-{n} {header.field(n)!r} is not one of AL, NE, ER, SU", "MSH", n)
+                AckError(103, f"MSH-{n} {value!r} is not one of AL, NE, ER, SU", "MSH", n)
             )
     if a.errors:
         a.code = "AR"
@@ -198,6 +198,7 @@ class Intake:
         self._rejected = m.rejected
         self._channel_messages = m.channel_messages
         self._channel_children: dict[tuple[str, str], object] = {}
+        self._ack_children: dict[str, object] = {}
         self._step_errors = m.step_errors
 
     # building rows ---------------------------------------------------------------------
@@ -274,7 +275,10 @@ class Intake:
                     charset=row["charset"],
                 )
         if code is not None:
-            self._acks.labels(self.name, code).inc()
+            child = self._ack_children.get(code)
+            if child is None:
+                child = self._ack_children[code] = self._acks.labels(self.name, code)
+            child.inc()
         if result.duplicate_of is None and self.notify is not None and row.get("_deliveries"):
             self.notify({(o["channel"], o["destination"]) for o in row["_deliveries"]})
         if result.duplicate_of is None:
@@ -291,22 +295,32 @@ class Intake:
     # MLLP path -------------------------------------------------------------------------
     def handle(self, payload: bytes, peer: str, peer_cert: str | None = None) -> Deferred:
         """Store one MLLP payload; fires with the ACK bytes to send (unframed) or None."""
+        d = Deferred()
+        self.handle_then(payload, peer, peer_cert, d.callback)
+        return d
+
+    def handle_then(self, payload: bytes, peer: str, peer_cert: str | None, reply) -> None:
+        """:meth:`handle` with a plain callback: ``reply(ack or None)`` once the row is
+        durable (or its write failed). Never raises for a bad payload."""
         started = time.perf_counter()
         a, row = self.prepare(payload, peer, peer_cert)
+
+        def stored(outcome) -> None:
+            if isinstance(outcome, Failure):
+                ack = self.store_failed(a, outcome)
+            else:
+                try:
+                    ack = self.record(a, row, outcome[0])
+                except Exception:  # a bug in metrics or logging: the row is durable all the same
+                    self.log.error("intake bookkeeping failed", exc_info=True)
+                    ack = row["_ack"] if outcome[0].duplicate_of is None else None
+                self.m_latency.observe(time.perf_counter() - started)
+            reply(ack)
+
         try:
-            d = self.writer.submit([row], [self.window if row["dedup_key"] else 0.0])
+            self.writer.submit_then([row], [self.window if row["dedup_key"] else 0.0], stored)
         except Exception:
-            return succeed(self.store_failed(a, Failure()))
-
-        def stored(results):
-            ack = self.record(a, row, results[0])
-            self.m_latency.observe(time.perf_counter() - started)
-            return ack
-
-        def failed(f: Failure):
-            return self.store_failed(a, f)
-
-        return d.addCallbacks(stored, failed)
+            reply(self.store_failed(a, Failure()))
 
     def _count_channel(self, channel: str, status: str) -> None:
         child = self._channel_children.get((channel, status))

@@ -24,7 +24,7 @@ def msg(n: int, extra: str = "") -> bytes:
 
 
 class ManualWriter:
-    """Each submit returns a Deferred the test fires when it wants."""
+    """Each write waits until the test commits (or fails) it."""
 
     def __init__(self):
         self.requests: list[tuple[list[dict], Deferred]] = []
@@ -34,6 +34,10 @@ class ManualWriter:
         d = Deferred()
         self.requests.append((rows, d))
         return d
+
+    def submit_then(self, rows, windows, done, file=None):
+        d = self.submit(rows, windows, file)
+        d.addBoth(done)
 
     def commit(self, i: int) -> None:
         rows, d = self.requests[i]

@@ -44,6 +44,9 @@ def codec_for(msh18: str) -> str | None:
     A few names senders use outside the table (``UTF-8``, ``ISO-8859-1``) are accepted too;
     anything else (``ISO_IR 100`` is DICOM's name) is unknown: the listener's default applies.
     """
+    codec = _HL7_CHARSETS.get(msh18)  # written as in the table: the usual case
+    if codec is not None:
+        return codec
     name = " ".join(msh18.strip().upper().split())
     if not name:
         return None

@@ -51,17 +51,59 @@ def _is_utf16(payload: bytes) -> bool:
 
 
 class Header:
-    """MSH fields of one message. ``field(n)`` is MSH-n as raw (still escaped) text."""
+    """MSH fields of one message. ``field(n)`` is MSH-n as raw (still escaped) text.
 
-    __slots__ = ("_fields", "charset", "charset_known", "encoding_chars", "encoding_ok", "sep")
+    The fields intake reads for every message (sender, type, control id, version...) are
+    plain attributes, split out once when the header is read: this runs per message on the
+    reactor thread, where a property call per use cost more than reading the header.
+    """
+
+    __slots__ = (
+        "_fields",
+        "accept_ack_type",
+        "application_ack_type",
+        "charset",
+        "charset_known",
+        "control_id",
+        "encoding_chars",
+        "encoding_ok",
+        "message_type",
+        "processing_id",
+        "receiving_application",
+        "receiving_facility",
+        "sending_application",
+        "sending_facility",
+        "sep",
+        "structure",
+        "trigger",
+        "version",
+    )
 
     def __init__(self, fields: list[str], sep: str, encoding_chars: str, encoding_ok: bool):
-        self._fields = fields
         self.sep = sep
         self.encoding_chars = encoding_chars
         self.encoding_ok = encoding_ok
         self.charset = "iso-8859-1"
         self.charset_known = True
+        self.set_fields(fields)
+
+    def set_fields(self, fields: list[str]) -> None:
+        """Take MSH's fields (``fields[0]`` is MSH-1) and split out the common ones."""
+        self._fields = fields
+        f = fields + [""] * (16 - len(fields)) if len(fields) < 16 else fields
+        self.sending_application = f[2]
+        self.sending_facility = f[3]
+        self.receiving_application = f[4]
+        self.receiving_facility = f[5]
+        self.control_id = f[9]
+        self.accept_ack_type = f[14]
+        self.application_ack_type = f[15]
+        comp, rep = self.encoding_chars[0], self.encoding_chars[1]
+        msh9 = f[8].split(rep, 1)[0].split(comp, 3)
+        msh9 += [""] * (3 - len(msh9))
+        self.message_type, self.trigger, self.structure = msh9[0], msh9[1], msh9[2]
+        self.processing_id = f[10].split(rep, 1)[0].split(comp, 1)[0]
+        self.version = f[11].split(rep, 1)[0].split(comp, 1)[0]
 
     def field(self, n: int) -> str:
         """MSH-n (1-based, HL7 numbering: MSH-1 is the field separator)."""
@@ -83,23 +125,10 @@ class Header:
     def field_count(self) -> int:
         return len(self._fields)
 
-    sending_application = property(lambda self: self.field(3))
-    sending_facility = property(lambda self: self.field(4))
-    receiving_application = property(lambda self: self.field(5))
-    receiving_facility = property(lambda self: self.field(6))
-    control_id = property(lambda self: self.field(10))
-    message_type = property(lambda self: self.component(9, 1))
-    trigger = property(lambda self: self.component(9, 2))
-    structure = property(lambda self: self.component(9, 3))
-    processing_id = property(lambda self: self.component(11, 1))
-    version = property(lambda self: self.component(12, 1))
-    accept_ack_type = property(lambda self: self.field(15))
-    application_ack_type = property(lambda self: self.field(16))
-
     @property
     def enhanced(self) -> bool:
         """True when MSH-15 or MSH-16 is valued (enhanced acknowledgement mode)."""
-        return bool(self.field(15) or self.field(16))
+        return bool(self.accept_ack_type or self.application_ack_type)
 
 
 def _decode_utf16(payload: bytes) -> str:
@@ -136,7 +165,7 @@ def read_header(payload: bytes, default_charset: str = "iso-8859-1") -> Header:
     parts = msh[4:].split(sep)
     enc = parts[0]
     fields = [sep, *parts]
-    encoding_ok = (
+    encoding_ok = enc == DEFAULT_ENCODING_CHARS or (
         len(enc) in (4, 5)
         and len(set(enc)) == len(enc)
         and sep not in enc
@@ -167,5 +196,5 @@ def read_header(payload: bytes, default_charset: str = "iso-8859-1") -> Header:
         if not msh.isascii() and header.charset not in ("iso-8859-1", "latin-1"):
             # Header values with non-ASCII text: decode the MSH line with its own charset.
             line = payload[: len(msh)].decode(header.charset, errors="replace")
-            header._fields = [sep, *line[4:].split(sep)]
+            header.set_fields([sep, *line[4:].split(sep)])
     return header

@@ -8,7 +8,6 @@ from fnmatch import fnmatchcase
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
-from twisted.python.failure import Failure
 
 from engine.logging import get_logger
 from engine.mllp.framing import FrameReceiver, frame
@@ -55,10 +54,15 @@ class MLLPServerProtocol(FrameReceiver):
             # Shutting down: not stored, not ACKed; the sender sends it again after restart.
             self.factory.frameError(self, "shutting_down", len(payload))
             return
-        d = self.factory.intake.handle(payload, self.peer, self._peerCert())
         slot = [_WAIT]
         self._pending.append(slot)
-        d.addCallbacks(self._ackReady, self._ackFailed, (slot,), None, (slot,), None)
+        try:
+            self.factory.intake.handle_then(
+                payload, self.peer, self._peerCert(), lambda ack: self._ackReady(ack, slot)
+            )
+        except Exception:
+            log.error("intake failed", peer=self.peer, exc_info=True)
+            self._ackReady(None, slot)
 
     def _subjectAllowed(self) -> bool:
         """The verified client certificate must match allow_subjects; else nothing from this
@@ -81,10 +85,6 @@ class MLLPServerProtocol(FrameReceiver):
         self._last = self.clock.seconds()
         if not pending and self.factory.stopping:
             self.transport.loseConnection()  # every ACK owed is written: close after the flush
-
-    def _ackFailed(self, f: Failure, slot: list) -> None:
-        log.error("intake failed", peer=self.peer, error=f.getErrorMessage()[:200])
-        self._ackReady(None, slot)
 
     def isBusy(self) -> bool:
         return bool(self._pending)

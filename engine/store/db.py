@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite write waits for another connection's lock
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -18,7 +20,7 @@ def create_store_engine(url: str, *, synchronous: str = "full", pool_size: int =
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(u, connect_args={"timeout": 30})
+        engine = create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         level = synchronous.upper()
 
         @event.listens_for(engine, "connect")
@@ -26,7 +28,7 @@ def create_store_engine(url: str, *, synchronous: str = "full", pool_size: int =
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={level}")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.close()
 
         return engine

@@ -14,18 +14,22 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Engine
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from engine.logging import get_logger
+from engine.store.db import BUSY_TIMEOUT_MS
 from engine.store.schema import channel_runs, deliveries, files, messages
 
 _STOP = object()
+log = get_logger("store")
 _KEY_CHUNK = 500
+_MULTI_MAX = 128  # rows per multi-row INSERT on SQLite (x 24 columns: under its 32766 limit)
 
 
 @dataclass(slots=True)
@@ -42,14 +46,16 @@ class WriteRequest:
     rows: list[dict]
     windows: Sequence[float]  # duplicate window per row, seconds (0: no check)
     file: dict | None
-    deferred: Deferred = field(default_factory=Deferred)
+    done: Deferred | Callable  # fired (Deferred) or called with the outcome or a Failure
     ops: Sequence[tuple] = ()  # (statement, parameter dicts): delivery outcomes and the like
 
 
 class StoreWriter:
     """Owns the store's only writing connection, on its own thread."""
 
-    def __init__(self, engine: Engine, reactor, *, max_batch: int = 2000, observer=None):
+    def __init__(
+        self, engine: Engine, reactor, *, max_batch: int = 2000, observer=None, inline=True
+    ):
         self.engine = engine
         self.reactor = reactor
         self.max_batch = max_batch
@@ -59,6 +65,12 @@ class StoreWriter:
         self._stopped: Deferred | None = None
         self.pending = 0
         self._sql: _Statements | None = None
+        self._inline_ok = inline and engine.dialect.name == "sqlite"  # see _commit_lone
+        self._idle = False  # the thread waits for work, with self._conn open
+        self._conn = None
+        self._lock = threading.Lock()  # one user of the connection at a time
+        self._lone: WriteRequest | None = None
+        self.inline_commits = 0
 
     # reactor side ----------------------------------------------------------------------
     def start(self) -> None:
@@ -73,22 +85,83 @@ class StoreWriter:
         Fires with a list of :class:`RowResult` (and the file id first when ``file`` is given)
         after the commit, or fails with the database error.
         """
+        d = Deferred()
+        self.submit_then(rows, windows, d, file)
+        return d
+
+    def submit_then(
+        self,
+        rows: list[dict],
+        windows: Sequence[float] | None,
+        done: Callable,
+        file: dict | None = None,
+    ) -> None:
+        """:meth:`submit` with a plain callback: ``done(outcome)`` on the reactor thread after
+        the commit, ``outcome`` being the result list or a Failure. The MLLP hot path uses
+        this: a Deferred chain per message cost a tenth of intake's CPU (bench/, cProfile)."""
         if self._stopped is not None:
             raise RuntimeError("store writer is stopping")
-        req = WriteRequest(rows, windows or [0.0] * len(rows), file)
+        req = WriteRequest(rows, windows or [0.0] * len(rows), file, done)
+        self._release_lone()
+        if self.pending == 0 and self._idle and len(rows) == 1 and file is None:
+            # Nothing outstanding and the thread asleep: if this stays the only write of
+            # this reactor pass, it commits inline (see _commit_lone).
+            self._lone = req
+            self.pending += 1
+            self.reactor.callLater(0, self._commit_lone)
+            return
         self.pending += 1
         self._queue.put(req)
-        return req.deferred
+
+    def _release_lone(self) -> None:
+        """A second write came in the same pass: the lone one goes to the thread, first."""
+        if self._lone is not None:
+            self._queue.put(self._lone)
+            self._lone = None
+
+    def _commit_lone(self) -> None:
+        """Commit the pass's only write on the reactor thread, sparing two thread hand-offs
+        (bench/mllp_intake.py at 1 connection, same machine and day: 1,453 -> 1,739 msg/s,
+        519 -> 423 µs CPU per message). Under load a pass brings many messages and they go to the thread, whose
+        group commits overlap the reactor's work. SQLite only: a commit there takes well
+        under a millisecond; a PostgreSQL round trip would stall the reactor."""
+        req, self._lone = self._lone, None
+        if req is None:
+            return
+        if not self._idle or not self._lock.acquire(blocking=False):
+            self._queue.put(req)
+            return
+        conn = self._conn
+        raw = conn.connection.dbapi_connection
+        try:
+            # Never wait here for another connection's write lock (prune, an operator's
+            # action): the event loop would stall. Busy, or any other failure, and the
+            # write goes to the thread, which waits its busy timeout and reports errors.
+            raw.execute("PRAGMA busy_timeout=0")
+            try:
+                outcomes = self._write_batch(conn, [req])
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except Exception:
+            outcomes = [Failure()]
+        finally:
+            self._lock.release()
+        if isinstance(outcomes[0], Failure):
+            self._queue.put(req)
+            return
+        self.inline_commits += 1
+        self._finish([req], outcomes)
 
     def execute(self, ops: Sequence[tuple]) -> Deferred:
         """Run statements (each with a list of parameter dicts) in the next group commit, in
         order with everything else queued. Fires after the commit."""
         if self._stopped is not None:
             raise RuntimeError("store writer is stopping")
-        req = WriteRequest([], [], None, ops=ops)
+        d = Deferred()
+        self._release_lone()
         self.pending += 1
-        self._queue.put(req)
-        return req.deferred
+        self._queue.put(WriteRequest([], [], None, d, ops=ops))
+        return d
 
     def stop(self) -> Deferred:
         """Write everything already queued, then end the thread and dispose of the engine."""
@@ -104,10 +177,16 @@ class StoreWriter:
     def _finish(self, batch: list[WriteRequest], outcomes: list) -> None:
         for req, outcome in zip(batch, outcomes, strict=True):
             self.pending -= 1
-            if isinstance(outcome, Failure):
-                req.deferred.errback(outcome)
+            done = req.done
+            if type(done) is not Deferred:
+                try:
+                    done(outcome)
+                except Exception:  # one caller's bug must not strand the rest of the batch
+                    log.error("store write callback failed", exc_info=True)
+            elif isinstance(outcome, Failure):
+                done.errback(outcome)
             else:
-                req.deferred.callback(outcome)
+                done.callback(outcome)
 
     def _ended(self) -> None:
         self.engine.dispose()
@@ -117,8 +196,14 @@ class StoreWriter:
     def _run(self) -> None:
         conn = self.engine.connect()
         try:
+            self._conn = conn
             while True:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    self._idle = self._inline_ok
+                    item = self._queue.get()
+                    self._idle = False
                 if item is _STOP:
                     break
                 batch = [item]
@@ -134,7 +219,8 @@ class StoreWriter:
                         break
                     batch.append(nxt)
                     nrows += _size(nxt)
-                outcomes = self._write_batch(conn, batch)
+                with self._lock:
+                    outcomes = self._write_batch(conn, batch)
                 self.reactor.callFromThread(self._finish, batch, outcomes)
                 if stop:
                     break
@@ -159,7 +245,20 @@ class StoreWriter:
     def _write(self, conn, batch: list[WriteRequest]) -> list:
         sql = self._sql or _Statements(conn)
         self._sql = sql
-        existing = self._existing(conn, sql, batch)
+        # The hot statements go straight to the driver's cursor, inside the transaction
+        # conn.begin() opened: SQLAlchemy's per-statement result set-up cost more than
+        # SQLite's own work on a batch of one (bench/mllp_intake.py at 1x1, cProfile).
+        # Closed on the way out even on error: a failed statement kept alive (by the
+        # traceback of a Failure) held SQLite's read snapshot, and the next write on this
+        # connection waited out the busy timeout.
+        cur = conn.connection.dbapi_connection.cursor()
+        try:
+            return self._write_with(conn, cur, sql, batch)
+        finally:
+            cur.close()
+
+    def _write_with(self, conn, cur, sql: _Statements, batch: list[WriteRequest]) -> list:
+        existing = self._existing(cur, sql, batch)
         inserts: list[dict] = []
         plan: list[list] = []  # per request: per row ("new", insert index) or ("dup", ...)
         seen: dict[str, tuple] = {}
@@ -186,9 +285,9 @@ class StoreWriter:
                 else:
                     steps.append(hit)
             plan.append(steps)
-        ids = sql.insert(conn, inserts) if inserts else []
+        ids = sql.insert(cur, inserts) if inserts else []
         if inserts:
-            sql.insert_children(conn, inserts)
+            sql.insert_children(cur, inserts)
         outcomes = []
         for req, steps in zip(batch, plan, strict=True):
             results: list = [] if req.file is None else [steps[0]]
@@ -203,7 +302,7 @@ class StoreWriter:
                     dup_ids.append(first)
                     results.append(RowResult(first, duplicate_of=first, ack=step[3]))
             outcomes.append(results)
-        self._run_ops(conn, sql, batch)
+        self._run_ops(cur, sql, batch)
         if dup_ids:
             conn.execute(
                 update(messages)
@@ -213,7 +312,7 @@ class StoreWriter:
             )
         return outcomes
 
-    def _run_ops(self, conn, sql: _Statements, batch: list[WriteRequest]) -> None:
+    def _run_ops(self, cur, sql: _Statements, batch: list[WriteRequest]) -> None:
         """Statements queued with execute(): consecutive uses of one statement across the
         batch run as one executemany (delivery outcomes come one per request)."""
         run: list = []
@@ -223,14 +322,14 @@ class StoreWriter:
                 if not params:
                     continue
                 if stmt is not current and run:
-                    sql.execute(conn, current, run)
+                    sql.execute(cur, current, run)
                     run = []
                 current = stmt
                 run.extend(params)
         if run:
-            sql.execute(conn, current, run)
+            sql.execute(cur, current, run)
 
-    def _existing(self, conn, sql: _Statements, batch: list[WriteRequest]) -> dict[str, tuple]:
+    def _existing(self, cur, sql: _Statements, batch: list[WriteRequest]) -> dict[str, tuple]:
         keys = list(
             {
                 row["dedup_key"]
@@ -241,7 +340,7 @@ class StoreWriter:
         )
         found: dict[str, tuple] = {}
         for i in range(0, len(keys), _KEY_CHUNK):
-            for key, mid, received_at, ack in sql.lookup(conn, keys[i : i + _KEY_CHUNK]):
+            for key, mid, received_at, ack in sql.lookup(cur, keys[i : i + _KEY_CHUNK]):
                 found[key] = ("dup", mid, received_at, ack)  # ordered by id: the newest wins
         return found
 
@@ -291,6 +390,7 @@ class _Statements:
         self.dialect = dialect
         self.child_tables = {"_runs": channel_runs, "_deliveries": deliveries}
         self.child_sql: dict[tuple, tuple] = {}  # (key, columns) -> compiled insert
+        self._multi: dict[tuple[str, int], str] = {}  # (insert, rows) -> multi-row insert
         self._compiled: dict[int, tuple] = {}  # id(statement) -> (statement, sql, order)
         m = messages.c
         select_sql = select(m.dedup_key, m.id, m.received_at, m.ack)
@@ -304,24 +404,46 @@ class _Statements:
                 "SELECT pg_get_serial_sequence('messages', 'id')"
             ).scalar()
 
-    def ids(self, conn, n: int) -> list[int]:
+    def ids(self, cur, n: int) -> list[int]:
         if self.sqlite:
             first = self.next_id
             self.next_id += n
             return list(range(first, first + n))
-        rows = conn.exec_driver_sql(
+        cur.execute(
             "SELECT nextval(%(seq)s) FROM generate_series(1, %(n)s)", {"seq": self.sequence, "n": n}
         )
-        return [r[0] for r in rows]
+        return [r[0] for r in cur.fetchall()]
 
-    def insert(self, conn, rows: list[dict]) -> list[int]:
-        ids = self.ids(conn, len(rows))
+    def insert(self, cur, rows: list[dict]) -> list[int]:
+        ids = self.ids(cur, len(rows))
         for row, i in zip(rows, ids, strict=True):
             row["id"] = i
-        conn.exec_driver_sql(self.insert_sql, _params(rows, self.order))
+        self._insert_rows(cur, self.insert_sql, self.order, rows)
         return ids
 
-    def insert_children(self, conn, rows: list[dict]) -> None:
+    def _insert_rows(self, cur, sql: str, order, rows: list[dict]) -> None:
+        """INSERT ``rows``. On SQLite, as multi-row INSERTs of power-of-two sizes (a batch of
+        30 is 16 + 8 + 4 + 2): executemany steps once per row and takes the GIL back each
+        time, which the reactor thread holds for long stretches under load (a convoy that
+        doubled the batch's wall time, bench/mllp_intake.py at 8x8). Few sizes keep the
+        driver's statement cache warm."""
+        if not self.sqlite or isinstance(order, _Named) or len(rows) == 1:
+            cur.executemany(sql, _params(rows, order))
+            return
+        params = _params(rows, order)
+        i = 0
+        while i < len(rows):
+            n = min(_MULTI_MAX, 1 << ((len(rows) - i).bit_length() - 1))
+            key = (sql, n)
+            text = self._multi.get(key)
+            if text is None:
+                head, _, values = sql.partition(" VALUES ")
+                text = self._multi[key] = f"{head} VALUES {', '.join([values] * n)}"
+            flat = [v for row in params[i : i + n] for v in row]
+            cur.execute(text, flat)
+            i += n
+
+    def insert_children(self, cur, rows: list[dict]) -> None:
         """channel_runs and deliveries of the inserted messages (ids set by insert)."""
         for key, table in self.child_tables.items():
             children = []
@@ -337,9 +459,9 @@ class _Statements:
                 compiled = _compiled_insert(table, self.dialect, cols=list(cols))
                 self.child_sql[(key, cols)] = compiled
             sql, order = compiled
-            conn.exec_driver_sql(sql, _params(children, order))
+            self._insert_rows(cur, sql, order, children)
 
-    def execute(self, conn, stmt, params: list[dict]) -> None:
+    def execute(self, cur, stmt, params: list[dict]) -> None:
         """Run ``stmt`` for each parameter dict: compiled once, then the driver's executemany."""
         compiled = self._compiled.get(id(stmt))
         if compiled is None:
@@ -350,15 +472,16 @@ class _Statements:
         _, text, order, defaults = compiled
         if defaults:  # literal values of the statement (claimed_by=None) are parameters too
             params = [{**defaults, **p} for p in params]
-        conn.exec_driver_sql(text, _params(params, order))
+        cur.executemany(text, _params(params, order))
 
-    def lookup(self, conn, keys: list[str]):
+    def lookup(self, cur, keys: list[str]) -> list[tuple]:
         if self.sqlite:
             sql = self._in_cache.get(len(keys))
             if sql is None:
                 placeholders = ",".join("?" * len(keys))
                 sql = f"{self.lookup_head}IN ({placeholders}){self.lookup_tail}"
                 self._in_cache[len(keys)] = sql
-            return conn.exec_driver_sql(sql, tuple(keys))
-        sql = f"{self.lookup_head}= ANY(%(keys)s){self.lookup_tail}"
-        return conn.exec_driver_sql(sql, {"keys": keys})
+            cur.execute(sql, tuple(keys))
+            return cur.fetchall()
+        cur.execute(f"{self.lookup_head}= ANY(%(keys)s){self.lookup_tail}", {"keys": keys})
+        return cur.fetchall()
