@@ -349,17 +349,29 @@ def _patient_id(norm: bytes, h: Header | None) -> str | None:
     """PID-3.1 of the first repetition, read from the bytes (no parse): an index for search."""
     if h is None:
         return None
-    start = norm.find(b"\rPID" + h.sep.encode("latin-1", "replace"))
+    sep = h.sep.encode("latin-1", "replace")
+    start = norm.find(b"\rPID" + sep)
     if start < 0:
         return None
     end = norm.find(b"\r", start + 1)
-    seg = norm[start + 1 : end if end > 0 else None].decode(h.charset, errors="replace")
-    fields = seg.split(h.sep)
-    if len(fields) < 4:
+    seg = norm[start + 1 : end if end > 0 else None]
+    if h.charset in _ASCII_SAFE:  # split the bytes: a separator byte is always a separator
+        fields = seg.split(sep, 4)
+        pid3 = fields[3].decode(h.charset, errors="replace") if len(fields) > 3 else None
+    else:  # Shift_JIS, Big5...: a '|' byte can be half of a character
+        fields = seg.decode(h.charset, errors="replace").split(h.sep, 4)
+        pid3 = fields[3] if len(fields) > 3 else None
+    if pid3 is None:
         return None
     enc = h.encoding_chars
-    value = fields[3].split(enc[1], 1)[0].split(enc[0], 1)[0]
+    value = pid3.split(enc[1], 1)[0].split(enc[0], 1)[0]
     return unescape(value, h.sep, enc)[:64] or None
+
+
+# Codecs in which an ASCII byte only ever stands for that ASCII character.
+_ASCII_SAFE = frozenset(
+    ["ascii", "utf-8", "latin-1", "cp1252", *(f"iso-8859-{i}" for i in range(1, 17))]
+)
 
 
 def _children(results: list[ChannelResult], now: float) -> tuple[list[dict], list[dict]]:

@@ -316,3 +316,27 @@ def test_err_location_with_repetition_and_component():  # ERL: SEG^occ^field^rep
         read_header(INBOUND), "AE", now=NOW, errors=[AckError(102, "c", "PID", 3, 1, 4)]
     )
     assert one.split("\r")[2].split("|")[2] == "PID^1^3^1^4"  # repetition 1 when a component is
+
+
+@pytest.mark.parametrize(
+    ("charset", "msh18", "pid2"),
+    [
+        ("utf-8", "UNICODE UTF-8", "Müller"),
+        ("iso-8859-1", "8859/1", "Müller"),
+        # Shift_JIS: the second byte of ポ is 0x7C, the field separator's byte
+        ("shift_jis", "ISO IR14", "ポポ"),
+    ],
+)
+def test_patient_id_read_from_the_bytes(charset, msh18, pid2):
+    from engine.intake import _patient_id
+
+    text = (
+        f"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5||||||{msh18}\r"
+        f"PID|1|{pid2}|P\\T\\77^^^H^MR~X9^^^H^PI||DOE^JOHN\r"
+    )
+    payload = text.encode(charset)
+    h = read_header(payload)
+    assert h.charset == charset
+    assert _patient_id(payload, h) == "P&77"
+    assert _patient_id(b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5\rEVN|A01\r", h) is None
+    assert _patient_id(b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5\rPID|1\r", h) is None

@@ -147,11 +147,12 @@ def read_header(payload: bytes, default_charset: str = "iso-8859-1") -> Header:
     if _is_utf16(payload):
         text = _decode_utf16(payload).lstrip("\ufeff\r\n")
         utf16 = True
-    else:
-        text = payload.decode("latin-1")
+        end = text.find("\r")
+        msh = text if end < 0 else text[:end]
+    else:  # only the MSH line is decoded (latin-1 maps bytes 1:1; a message is ~1-100 KB)
         utf16 = False
-    end = text.find("\r")
-    msh = text if end < 0 else text[:end]
+        end = payload.find(b"\r")
+        msh = (payload if end < 0 else payload[:end]).decode("latin-1")
     if not msh.startswith("MSH"):
         first = msh[:3]
         if not first.isascii() or not first.isprintable():
@@ -175,7 +176,7 @@ def read_header(payload: bytes, default_charset: str = "iso-8859-1") -> Header:
         raise NoUsableHeader(
             f"MSH has {len(fields)} fields; an ACK needs MSH-9 to MSH-12 (segments not "
             "separated by CR?)"
-            if end < 0 and len(text) > 200
+            if end < 0 and len(msh) > 200
             else f"MSH has {len(fields)} fields; an ACK needs MSH-9 to MSH-12"
         )
     header = Header(fields, sep, enc if encoding_ok else DEFAULT_ENCODING_CHARS, encoding_ok)

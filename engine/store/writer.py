@@ -11,6 +11,8 @@ for messages still in flight and across restarts.
 
 from __future__ import annotations
 
+import functools
+import operator
 import queue
 import threading
 import time
@@ -122,9 +124,10 @@ class StoreWriter:
     def _commit_lone(self) -> None:
         """Commit the pass's only write on the reactor thread, sparing two thread hand-offs
         (bench/mllp_intake.py at 1 connection, same machine and day: 1,453 -> 1,739 msg/s,
-        519 -> 423 µs CPU per message). Under load a pass brings many messages and they go to the thread, whose
-        group commits overlap the reactor's work. SQLite only: a commit there takes well
-        under a millisecond; a PostgreSQL round trip would stall the reactor."""
+        519 -> 423 µs CPU per message). Under load a pass brings many messages and they go
+        to the thread, whose group commits overlap the reactor's work. SQLite only: a
+        commit there takes well under a millisecond; a PostgreSQL round trip would stall
+        the reactor."""
         req, self._lone = self._lone, None
         if req is None:
             return
@@ -371,7 +374,16 @@ def _params(rows: list[dict], order):
         return rows
     if isinstance(order, _Named):
         return [{k: row.get(k) for k in order} for row in rows]
-    return [tuple(row.get(k) for k in order) for row in rows]
+    get = _getter(order)
+    try:
+        return [get(row) for row in rows]  # every column present (intake's rows): in C
+    except KeyError:
+        return [tuple(row.get(k) for k in order) for row in rows]
+
+
+@functools.lru_cache(maxsize=32)
+def _getter(order: tuple) -> Callable:
+    return operator.itemgetter(*order) if len(order) > 1 else lambda row: (row[order[0]],)
 
 
 class _Statements:
