@@ -270,6 +270,7 @@ class RunResult:
     server_cpu_us: float | None = None
     server_sys_pct: float | None = None  # share of server CPU spent in the kernel
     reactor_cpu_us: float | None = None  # the main (reactor) thread's share of server_cpu_us
+    cpu_ref_ms: float | None = None  # cpu_reference_ms() just before the run
     server_rss_mb: float | None = None
     loadgen_cpu_us: float | None = None
     loadgen_procs: int = 1
@@ -287,8 +288,22 @@ def _pump(proc: subprocess.Popen, idx: int, q: queue.Queue) -> None:
     q.put((idx, None))
 
 
+def cpu_reference_ms() -> float:
+    """CPU time of a fixed pure-Python loop, best of 3: how fast this machine runs Python right
+    now. Shared VMs drift (2x within an hour was seen here); compare runs with similar values."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        x = 0
+        for i in range(1_000_000):
+            x += i
+        best = min(best, time.process_time() - t)
+    return best * 1e3
+
+
 def run_load(args, srv: Server, scenario: str, conns: int, window: int, n: int) -> RunResult:
     res = RunResult(scenario, srv.kind, n, startup_s=srv.startup_s)
+    res.cpu_ref_ms = round(cpu_reference_ms(), 1)
     procs = args.loadgen_procs or (1 if conns <= 8 else 2)
     procs = max(1, min(procs, conns))
     res.loadgen_procs = procs
@@ -474,7 +489,7 @@ def print_table(rows: list[RunResult]) -> None:
         f"{'scenario':<10}{'server':<9}{'msg/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'srv µs/msg':>11}{'reactor':>8}{'sys%':>5}{'srv RSS MB':>11}{'lg µs/msg':>10}"
         f"{'batch':>7}"
-        f"{'eng/base':>9}{'errors':>7}"
+        f"{'eng/base':>9}{'errors':>7}{'cpu ref':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -490,7 +505,7 @@ def print_table(rows: list[RunResult]) -> None:
             f"{_f(r.reactor_cpu_us, '.0f', 8)}"
             f"{_f(r.server_sys_pct, '.0f', 5)}{_f(r.server_rss_mb, '.0f', 11)}"
             f"{_f(r.loadgen_cpu_us, '.1f', 10)}{_f(r.mean_batch, '.1f', 7)}"
-            f"{_f(ratio, '.2f', 9)}{r.errors:>7}"
+            f"{_f(ratio, '.2f', 9)}{r.errors:>7}{_f(r.cpu_ref_ms, '.0f', 8)}"
         )
 
 
