@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -224,17 +223,20 @@ def test_lone_write_commits_inline_and_a_busy_pass_goes_to_the_thread(writer, st
 
 
 @pytest_twisted.inlineCallbacks
-def test_lone_write_never_waits_for_a_lock_on_the_reactor(writer, store_engine):
+def test_lone_write_never_waits_for_a_lock_on_the_reactor(tmp_path):
     """Another connection holds SQLite's write lock (prune, an operator): the inline attempt
     gives up at once, the thread waits for the lock, and the event loop keeps running."""
     import sqlite3
 
     from twisted.internet import reactor
 
-    if store_engine.dialect.name != "sqlite":
-        pytest.skip("inline commits are for SQLite only")
+    path = tmp_path / "store.db"
+    store_engine = create_store_engine(f"sqlite:///{path}")
+    migrations.upgrade(store_engine)
+    writer = StoreWriter(store_engine, reactor)
+    writer.start()
     yield from until_idle(writer)
-    blocker = sqlite3.connect(store_engine.url.database)
+    blocker = sqlite3.connect(path)
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock, and commits a change
     blocker.execute("INSERT INTO audit_log (at, actor, action) VALUES (1, 'test', 'lock')")
     ticks: list[str] = []
@@ -247,3 +249,18 @@ def test_lone_write_never_waits_for_a_lock_on_the_reactor(writer, store_engine):
     yield from until_idle(writer)
     (after,) = yield writer.submit([row("M2")], [DAY])  # the connection is fine after
     assert after.id == result.id + 1 and writer.inline_commits == 1
+    yield writer.stop()
+
+
+def test_busy_errors_are_recognised():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from engine.store.writer import _is_busy
+
+    locked = sqlite3.OperationalError("database is locked")
+    assert _is_busy(locked)
+    assert _is_busy(OperationalError("INSERT ...", {}, locked))  # wrapped by SQLAlchemy
+    assert not _is_busy(sqlite3.OperationalError("no such table: messages"))
+    assert not _is_busy(sqlite3.IntegrityError("NOT NULL constraint failed"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import operator
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,7 +68,8 @@ class StoreWriter:
         self._stopped: Deferred | None = None
         self.pending = 0
         self._sql: _Statements | None = None
-        self._inline_ok = inline and engine.dialect.name == "sqlite"  # see _commit_lone
+        self._busy_retry = engine.dialect.name == "sqlite"  # see _write_batch
+        self._inline_ok = inline and self._busy_retry  # see _commit_lone
         self._idle = False  # the thread waits for work, with self._conn open
         self._conn = None
         self._lock = threading.Lock()  # one user of the connection at a time
@@ -134,17 +136,11 @@ class StoreWriter:
         if not self._idle or not self._lock.acquire(blocking=False):
             self._queue.put(req)
             return
-        conn = self._conn
-        raw = conn.connection.dbapi_connection
         try:
             # Never wait here for another connection's write lock (prune, an operator's
             # action): the event loop would stall. Busy, or any other failure, and the
-            # write goes to the thread, which waits its busy timeout and reports errors.
-            raw.execute("PRAGMA busy_timeout=0")
-            try:
-                outcomes = self._write_batch(conn, [req])
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # write goes to the thread, which waits for the lock and reports errors.
+            outcomes = self._write_batch(self._conn, [req], wait=False)
         except Exception:
             outcomes = [Failure()]
         finally:
@@ -198,6 +194,8 @@ class StoreWriter:
     # writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         conn = self.engine.connect()
+        if self._busy_retry:  # SQLite: this connection never sleeps in the busy handler
+            conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
         try:
             self._conn = conn
             while True:
@@ -231,16 +229,28 @@ class StoreWriter:
             conn.close()
             self.reactor.callFromThread(self._ended)
 
-    def _write_batch(self, conn, batch: list[WriteRequest]) -> list:
+    def _write_batch(self, conn, batch: list[WriteRequest], wait: bool = True) -> list:
         started = time.perf_counter()
-        try:
-            with conn.begin():
-                outcomes = self._write(conn, batch)
-        except Exception:
-            if len(batch) == 1:
-                return [Failure()]
-            # One bad request must not sink the others: write each on its own.
-            return [self._write_batch(conn, [req])[0] for req in batch]
+        deadline = None
+        while True:
+            try:
+                with conn.begin():
+                    outcomes = self._write(conn, batch)
+            except Exception as exc:
+                if wait and self._busy_retry and _is_busy(exc):
+                    # Another connection holds SQLite's write lock (prune, an operator's
+                    # action). Retry every millisecond rather than in SQLite's busy handler,
+                    # whose sleeps grow to 100 ms and miss the pauses prune leaves between
+                    # its batches; give up after the busy timeout, as SQLite would.
+                    deadline = deadline or time.monotonic() + BUSY_TIMEOUT_MS / 1000
+                    if time.monotonic() < deadline:
+                        time.sleep(0.001)
+                        continue
+                if len(batch) == 1:
+                    return [Failure()]
+                # One bad request must not sink the others: write each on its own.
+                return [self._write_batch(conn, [req])[0] for req in batch]
+            break
         if self.observer is not None:
             self.observer(sum(len(r.rows) for r in batch), time.perf_counter() - started)
         return outcomes
@@ -253,7 +263,7 @@ class StoreWriter:
         # SQLite's own work on a batch of one (bench/mllp_intake.py at 1x1, cProfile).
         # Closed on the way out even on error: a failed statement kept alive (by the
         # traceback of a Failure) held SQLite's read snapshot, and the next write on this
-        # connection waited out the busy timeout.
+        # connection could not take the write lock (a 30 s wait, then an error).
         cur = conn.connection.dbapi_connection.cursor()
         try:
             return self._write_with(conn, cur, sql, batch)
@@ -346,6 +356,18 @@ class StoreWriter:
             for key, mid, received_at, ack in sql.lookup(cur, keys[i : i + _KEY_CHUNK]):
                 found[key] = ("dup", mid, received_at, ack)  # ordered by id: the newest wins
         return found
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLite's SQLITE_BUSY or SQLITE_LOCKED (any extended code), raw or wrapped by
+    SQLAlchemy."""
+    exc = getattr(exc, "orig", None) or exc
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _size(req: WriteRequest) -> int:
