@@ -35,7 +35,8 @@ def normalize_segments(payload: bytes) -> bytes:
     """
     if payload.startswith(UTF8_BOM):
         payload = payload[3:]
-    if b"\n" in payload:
+    if payload.find(b"\n") >= 0:  # not `in`: bytes.__contains__ raises and clears a
+        # TypeError inside (it tries the operand as an int first) on every call
         payload = payload.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
     if payload[:1] == b"\r":
         payload = payload.lstrip(b"\r")

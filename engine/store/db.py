@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -14,10 +15,24 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _identity_adapters() -> None:
+    """Bind bytes and None without the sqlite3 module's adaptation lookup: for any type but
+    int, float and str it asks the protocol type for ``__adapt__``, which formats and clears
+    an AttributeError per parameter (about 1.5 µs per message row; gdb on the benchmark).
+    An adapter in the registry answers first; these return the value unchanged."""
+    sqlite3.register_adapter(bytes, bytes)
+    sqlite3.register_adapter(type(None), _same)
+
+
+def _same(value):
+    return value
+
+
 def create_store_engine(url: str, *, synchronous: str = "full", pool_size: int = 5) -> Engine:
     """Create an engine; SQLite gets WAL, the given ``synchronous`` level and a busy timeout."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
+        _identity_adapters()
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
