@@ -311,8 +311,10 @@ class Intake:
             else:
                 try:
                     ack = self.record(a, row, outcome[0])
-                except Exception:  # a bug in metrics or logging: the row is durable all the same
-                    self.log.error("intake bookkeeping failed", exc_info=True)
+                except Exception as exc:  # a bug in metrics or logging: the row is durable
+                    # the exception's text may quote message content: its type only here
+                    self.log.error("intake bookkeeping failed", error=type(exc).__name__)
+                    self.log.debug("intake bookkeeping failure", exc_info=True)
                     ack = row["_ack"] if outcome[0].duplicate_of is None else None
                 self.m_latency.observe(time.perf_counter() - started)
             reply(ack)

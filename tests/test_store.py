@@ -264,3 +264,17 @@ def test_busy_errors_are_recognised():
     assert _is_busy(OperationalError("INSERT ...", {}, locked))  # wrapped by SQLAlchemy
     assert not _is_busy(sqlite3.OperationalError("no such table: messages"))
     assert not _is_busy(sqlite3.IntegrityError("NOT NULL constraint failed"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failing_callback_does_not_strand_the_rest_of_the_batch(writer):
+    from twisted.internet.defer import Deferred
+
+    def broken(outcome):
+        raise RuntimeError("a caller's bug")
+
+    writer.submit_then([row("N1")], [DAY], broken)
+    second = Deferred()
+    writer.submit_then([row("N2")], [DAY], second.callback)  # same pass: the same batch
+    (result,) = yield second
+    assert result.id > 0 and writer.pending == 0

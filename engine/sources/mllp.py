@@ -60,8 +60,9 @@ class MLLPServerProtocol(FrameReceiver):
             self.factory.intake.handle_then(
                 payload, self.peer, self._peerCert(), lambda ack: self._ackReady(ack, slot)
             )
-        except Exception:
-            log.error("intake failed", peer=self.peer, exc_info=True)
+        except Exception as exc:  # its text may quote message content: the type only
+            log.error("intake failed", peer=self.peer, error=type(exc).__name__)
+            log.debug("intake failure", peer=self.peer, exc_info=True)
             self._ackReady(None, slot)
 
     def _subjectAllowed(self) -> bool:

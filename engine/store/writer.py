@@ -178,8 +178,9 @@ class StoreWriter:
             if type(done) is not Deferred:
                 try:
                     done(outcome)
-                except Exception:  # one caller's bug must not strand the rest of the batch
-                    log.error("store write callback failed", exc_info=True)
+                except Exception as exc:  # one caller's bug must not strand the batch
+                    log.error("store write callback failed", error=type(exc).__name__)
+                    log.debug("store write callback failure", exc_info=True)
             elif isinstance(outcome, Failure):
                 done.errback(outcome)
             else:
