@@ -5,12 +5,15 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from sqlalchemy import select
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
 from engine.app import Switchboard
 from engine.config import load_config
+from engine.mllp.client import BlockingMLLPClient
+from engine.store.schema import deliveries
 
 DEFAULT_CHANNELS = ("adt", "lab")
 
@@ -45,3 +48,15 @@ def settle(engine: Switchboard, timeout: float = 5.0):
 def in_thread(fn, *args, **kw) -> Deferred:
     """Run a blocking client (python-hl7's MLLPClient) off the reactor thread."""
     return threads.deferToThread(fn, *args, **kw)
+
+
+def send_all(port: int, payloads) -> list[bytes]:
+    """Send each payload over one MLLP connection; the ACKs."""
+    with BlockingMLLPClient("127.0.0.1", port, timeout=10) as c:
+        return [c.send(p) for p in payloads]
+
+
+def statuses(sb) -> list[str]:
+    """Delivery statuses of a running engine, in delivery id order."""
+    with sb.store.engine.connect() as conn:
+        return list(conn.execute(select(deliveries.c.status).order_by(deliveries.c.id)).scalars())

@@ -9,15 +9,14 @@ import time
 import pytest
 import pytest_twisted
 import treq
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
 from engine.admin import search
-from engine.mllp.client import BlockingMLLPClient
 from engine.store import migrations
 from engine.store.db import create_store_engine
-from engine.store.schema import deliveries, messages
+from engine.store.schema import messages
 
-from .engine_harness import in_thread, start_engine
+from .engine_harness import in_thread, send_all, start_engine, statuses
 from .peers import wait_for
 
 TOKEN = "secret"
@@ -43,16 +42,6 @@ def closed_port() -> int:
 def adt(n: int, patient: str) -> bytes:
     return (f"MSH|^~\\&|REG|H|X|H|2024||ADT^A01|CTL{n}|P|2.5\r"
             f"PID|1||{patient}^^^H^MR||DOE^JANE\r").encode()  # fmt: skip
-
-
-def send_all(port: int, payloads) -> list[bytes]:
-    with BlockingMLLPClient("127.0.0.1", port, timeout=10) as c:
-        return [c.send(p) for p in payloads]
-
-
-def statuses(sb) -> list[str]:
-    with sb.store.engine.connect() as conn:
-        return list(conn.execute(select(deliveries.c.status).order_by(deliveries.c.id)).scalars())
 
 
 @pytest.fixture

@@ -65,20 +65,17 @@ def load(port: int, numbers, kill_after: int | None = None, pid: int | None = No
     return acked
 
 
-@pytest.mark.parametrize("store_url", STORE_KINDS, indirect=True)
-@pytest_twisted.ensureDeferred
-async def test_sigkill_under_load_loses_nothing_acked(tmp_path, store_url):
-    from twisted.internet.threads import deferToThread
-
-    peer = await MLLPPeer().start()
-    listen, admin = free_port(), free_port()
-    (tmp_path / "channels").mkdir()
-    (tmp_path / "channels" / "adt.yaml").write_text(
-        f"name: adt\ndestinations:\n  - name: ehr\n    mllp: 'tcp:127.0.0.1:{peer.port}'\n"
+def write_node(tmp_path, name: str, store_url: str, peer_port: int):
+    """An engine's config under tmp_path/name: MLLP in, ADT to a channel delivering to the
+    peer with quick retries, short lease and poll times. Returns (routes.yaml, listen, admin)."""
+    d = tmp_path / name
+    (d / "channels").mkdir(parents=True)
+    (d / "channels" / "adt.yaml").write_text(
+        f"name: adt\ndestinations:\n  - name: ehr\n    mllp: 'tcp:127.0.0.1:{peer_port}'\n"
         "    retry: {max_attempts: 100, backoff: 50ms, max_backoff: 200ms}\n"
     )
-    cfg = tmp_path / "routes.yaml"
-    cfg.write_text(
+    listen, admin = free_port(), free_port()
+    (d / "routes.yaml").write_text(
         f"store: {store_url}\n"
         f"listeners:\n  - {{name: in, mllp: 'tcp:{listen}:interface=127.0.0.1'}}\n"
         f"admin: {{listen: 'tcp:{admin}:interface=127.0.0.1'}}\n"
@@ -86,6 +83,16 @@ async def test_sigkill_under_load_loses_nothing_acked(tmp_path, store_url):
         "store_options: {poll_interval: 50ms, lease_ttl: 2s}\n"
         "routes:\n  - {match: {type: ADT}, to: [adt]}\n"
     )
+    return d / "routes.yaml", listen, admin
+
+
+@pytest.mark.parametrize("store_url", STORE_KINDS, indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_sigkill_under_load_loses_nothing_acked(tmp_path, store_url):
+    from twisted.internet.threads import deferToThread
+
+    peer = await MLLPPeer().start()
+    cfg, listen, admin = write_node(tmp_path, "node", store_url, peer.port)
     proc = await deferToThread(spawn, cfg, admin)
     try:
         first = await deferToThread(load, listen, range(0, 400), 150, proc.pid)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest_twisted
 from sqlalchemy import select
 
-from engine.mllp.client import BlockingMLLPClient
 from engine.store.schema import deliveries
 
-from .engine_harness import in_thread, start_engine
+from .engine_harness import in_thread, send_all, start_engine, statuses
 from .peers import MLLPPeer, wait_for
 
 CONFIG = """
@@ -30,16 +29,6 @@ def channel(port: int) -> str:
 
 def adt(n: int, trigger: str = "A01") -> bytes:
     return f"MSH|^~\\&|REG|H|X|H|2024||ADT^{trigger}|D{n}|P|2.5\rPID|1||{n}^^^H^MR\r".encode()
-
-
-def send_all(port: int, payloads) -> list[bytes]:
-    with BlockingMLLPClient("127.0.0.1", port, timeout=10) as c:
-        return [c.send(p) for p in payloads]
-
-
-def statuses(sb) -> list[str]:
-    with sb.store.engine.connect() as conn:
-        return list(conn.execute(select(deliveries.c.status).order_by(deliveries.c.id)).scalars())
 
 
 def start(tmp_path, peer_port: int):

@@ -13,32 +13,13 @@ from engine.store.schema import deliveries, destination_state, messages
 
 from .conftest import PG_URL
 from .peers import MLLPPeer, wait_for
-from .test_crash_recovery import free_port, load, spawn
+from .test_crash_recovery import load, spawn, write_node
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.skipif(not PG_URL, reason="SWITCHBOARD_TEST_PG_URL is not set (no PostgreSQL)"),
 ]
-
-
-def write_node(tmp_path, name: str, store_url: str, peer_port: int):
-    d = tmp_path / name
-    (d / "channels").mkdir(parents=True)
-    (d / "channels" / "adt.yaml").write_text(
-        f"name: adt\ndestinations:\n  - name: ehr\n    mllp: 'tcp:127.0.0.1:{peer_port}'\n"
-        "    retry: {max_attempts: 100, backoff: 50ms, max_backoff: 200ms}\n"
-    )
-    listen, admin = free_port(), free_port()
-    (d / "routes.yaml").write_text(
-        f"store: {store_url}\n"
-        f"listeners:\n  - {{name: in, mllp: 'tcp:{listen}:interface=127.0.0.1'}}\n"
-        f"admin: {{listen: 'tcp:{admin}:interface=127.0.0.1'}}\n"
-        "logging: {level: warning, format: json}\n"
-        "store_options: {poll_interval: 50ms, lease_ttl: 2s}\n"
-        "routes:\n  - {match: {type: ADT}, to: [adt]}\n"
-    )
-    return d / "routes.yaml", listen, admin
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)

@@ -123,10 +123,6 @@ class Header:
         return parts[c - 1] if c - 1 < len(parts) else ""
 
     @property
-    def field_count(self) -> int:
-        return len(self._fields)
-
-    @property
     def enhanced(self) -> bool:
         """True when MSH-15 or MSH-16 is valued (enhanced acknowledgement mode)."""
         return bool(self.accept_ack_type or self.application_ack_type)
