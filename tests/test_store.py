@@ -48,14 +48,15 @@ def test_migrations_match_schema(store_engine):
     with store_engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diffs == []
-    assert migrations.current(store_engine) == "0004"
+    assert migrations.current(store_engine) == "0005"
     names = {i["name"] for i in inspect(store_engine).get_indexes("messages")}
-    assert {"ix_messages_control_id", "ix_messages_dedup", "ix_messages_received_at"} <= names
+    assert {"ix_messages_control_id", "ix_messages_received_at"} <= names
+    assert "ix_messages_dedup" not in names  # 0005: duplicates found by control id
 
 
 def test_migrations_are_idempotent(store_engine):
     migrations.upgrade(store_engine)
-    assert migrations.current(store_engine) == "0004"
+    assert migrations.current(store_engine) == "0005"
 
 
 def test_sqlite_is_wal_and_full_sync(tmp_path):
@@ -129,6 +130,22 @@ def test_same_id_other_sender_is_not_a_duplicate(writer):
         [row("G1", sending_facility="OTHER", dedup_key="SND\x1fOTHER\x1fG1")], [DAY]
     )
     assert other.duplicate_of is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_duplicate_found_among_rows_sharing_its_control_id(writer):
+    """The check finds candidates by control id: newer rows with that id from another
+    sender, or rejected (no dedup_key), must not be taken for the first message."""
+    (first,) = yield writer.submit([row("K1", at=1000.0)], [DAY])
+    yield writer.submit(
+        [
+            row("K1", at=1001.0, sending_facility="OTHER", dedup_key="SND\x1fOTHER\x1fK1"),
+            row("K1", at=1002.0, status="rejected", dedup_key=None, ack=b"AR"),
+        ],
+        [DAY, 0.0],
+    )
+    (dup,) = yield writer.submit([row("K1", at=1003.0)], [DAY])
+    assert (dup.duplicate_of, dup.ack) == (first.id, b"ACK for K1 at 1000.0")
 
 
 @pytest_twisted.inlineCallbacks

@@ -60,11 +60,13 @@ messages = Table(
     Column("patient_id", String(64)),  # PID-3.1 of the first repetition, for search
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_patient", "patient_id", "received_at"),
+    # also the duplicate check's index: it looks candidates up by control id and compares
+    # dedup_key on the row (a second index on dedup_key cost the writer 6 µs of CPU and
+    # 4.7 KB of WAL per message: migration 0005)
     Index("ix_messages_control_id", "control_id"),
     Index("ix_messages_type", "message_type", "trigger", "received_at"),
     Index("ix_messages_type_time", "message_type", "received_at"),
     Index("ix_messages_status", "status", "received_at"),
-    Index("ix_messages_dedup", "dedup_key"),
 )
 
 files = Table(

@@ -342,18 +342,21 @@ class StoreWriter:
             sql.execute(cur, current, run)
 
     def _existing(self, cur, sql: Statements, batch: list[WriteRequest]) -> dict[str, tuple]:
-        keys = list(
-            {
-                row["dedup_key"]
-                for req in batch
-                for row, window in zip(req.rows, req.windows, strict=True)
-                if window > 0 and row.get("dedup_key")
-            }
-        )
+        """Stored rows that share a dedup_key with a row of the batch, the newest per key.
+        Candidates come by control id (its index serves search as well) and only an equal
+        dedup_key (sending application, facility and control id) counts."""
+        wanted = {
+            row["dedup_key"]: row["control_id"]
+            for req in batch
+            for row, window in zip(req.rows, req.windows, strict=True)
+            if window > 0 and row.get("dedup_key")
+        }
+        cids = list(set(wanted.values()))
         found: dict[str, tuple] = {}
-        for i in range(0, len(keys), _KEY_CHUNK):
-            for key, mid, received_at, ack in sql.lookup(cur, keys[i : i + _KEY_CHUNK]):
-                found[key] = ("dup", mid, received_at, ack)  # ordered by id: the newest wins
+        for i in range(0, len(cids), _KEY_CHUNK):
+            for key, mid, received_at, ack in sql.lookup(cur, cids[i : i + _KEY_CHUNK]):
+                if key in wanted:  # ordered by id: the newest wins
+                    found[key] = ("dup", mid, received_at, ack)
         return found
 
 
