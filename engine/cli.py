@@ -16,6 +16,7 @@ import click
 from engine import __version__
 
 DEFAULT_CONFIG = "routes.yaml"
+GC_YOUNG_THRESHOLD = 10_000  # see run()
 config_option = click.option(
     "-c",
     "--config",
@@ -87,6 +88,12 @@ def run(config_path: str) -> None:
     # full passes, which otherwise walk ~100k start-up objects (35-50 ms pauses, bench/).
     gc.collect()
     gc.freeze()
+    # The young generation filled every ~30 messages (700 objects, the default) and its
+    # passes freed next to nothing: a message's objects die by reference count, not in
+    # cycles (gc callbacks, 60,000 messages at 8x8: 10 objects collected). 10,000 leaves
+    # room for everything in flight, so the collector runs only when something builds up
+    # (about 3 µs of CPU per message less at 32x4, bench/).
+    gc.set_threshold(GC_YOUNG_THRESHOLD)
     log.info(
         "started",
         version=__version__,
