@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -177,6 +178,21 @@ def test_bad_request_fails_alone(writer, store_engine):
     with store_engine.connect() as conn:
         ids = conn.execute(select(messages.c.control_id).order_by(messages.c.id)).scalars().all()
     assert ids == ["I1", "I3"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_request_is_stored_whole_or_not_at_all(writer, store_engine):
+    """A bad row in the middle of a multi-row INSERT (INSERT OR FAIL keeps the rows before
+    it until the rollback): none of the request's rows stay, and the writer goes on."""
+    rows = [row(f"P{i}") for i in range(7)]
+    rows[2]["status"] = None  # NOT NULL violation, in the first INSERT (4 + 2 + 1 rows)
+    with pytest.raises(Exception, match=r"(?i)null"):
+        yield writer.submit(rows, [DAY] * 7)
+    (after,) = yield writer.submit([row("P9")], [DAY])
+    assert after.duplicate_of is None
+    with store_engine.connect() as conn:
+        ids = conn.execute(select(messages.c.control_id)).scalars().all()
+    assert ids == ["P9"]
 
 
 @pytest_twisted.inlineCallbacks
