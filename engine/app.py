@@ -22,8 +22,9 @@ from engine.metrics import Metrics
 from engine.pipeline import build_pipeline
 from engine.sources.mllp import MLLPServerFactory
 from engine.store import migrations
+from engine.store.checkpoint import WAL_LIMIT_PAGES, WalCheckpointer
 from engine.store.crypto import sealer_from_options
-from engine.store.db import create_store_engine
+from engine.store.db import create_store_engine, is_sqlite_file
 from engine.store.retention import RetentionService
 from engine.store.writer import StoreWriter
 
@@ -37,10 +38,12 @@ class StoreService(Service):
 
     def __init__(self, url: str, options: dict, reactor, metrics: Metrics):
         self.url = url
+        every = options.get("checkpoint_rows", 0) if is_sqlite_file(url) else 0
         self.engine = create_store_engine(
             url,
             synchronous=options.get("synchronous", "full"),
             pool_size=options.get("pool_size", 5),
+            wal_autocheckpoint=WAL_LIMIT_PAGES if every else 0,
         )
         self.writer = StoreWriter(
             self.engine,
@@ -48,6 +51,7 @@ class StoreService(Service):
             max_batch=options.get("max_batch", 2000),
             observer=metrics.observe_commit,
             inline=options.get("inline_commit", True),
+            checkpointer=WalCheckpointer(self.engine, every) if every else None,
         )
 
     def startService(self) -> None:

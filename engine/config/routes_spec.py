@@ -441,6 +441,14 @@ STORE_OPTIONS = Spec(
             "at light load. Under load writes always go to the writer's group commits.",
             default=True,
         ),
+        Field(
+            "checkpoint_rows",
+            Int(min=0),
+            "SQLite: copy the write-ahead log back into the database on a thread of its own "
+            "after this many rows, so group commits do not wait for it (0: SQLite's own "
+            "checkpoints, inside the commit that takes the log past 1,000 pages).",
+            default=300,
+        ),
         Field("pool_size", Int(min=1), "Database connections (PostgreSQL).", default=5),
         Field(
             "lease_ttl",

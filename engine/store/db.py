@@ -15,6 +15,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def is_sqlite_file(url: str) -> bool:
+    """A SQLite store in a file: the only kind with a write-ahead log to checkpoint."""
+    u = make_url(url)
+    return u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:")
+
+
 def _identity_adapters() -> None:
     """Bind bytes and None without the sqlite3 module's adaptation lookup: for any type but
     int, float and str it asks the protocol type for ``__adapt__``, which formats and clears
@@ -28,8 +34,11 @@ def _same(value):
     return value
 
 
-def create_store_engine(url: str, *, synchronous: str = "full", pool_size: int = 5) -> Engine:
-    """Create an engine; SQLite gets WAL, the given ``synchronous`` level and a busy timeout."""
+def create_store_engine(
+    url: str, *, synchronous: str = "full", pool_size: int = 5, wal_autocheckpoint: int = 0
+) -> Engine:
+    """Create an engine; SQLite gets WAL, the given ``synchronous`` level and a busy timeout,
+    and with ``wal_autocheckpoint`` that checkpoint threshold in pages (0: SQLite's 1,000)."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         _identity_adapters()
@@ -44,6 +53,8 @@ def create_store_engine(url: str, *, synchronous: str = "full", pool_size: int =
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={level}")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if wal_autocheckpoint:
+                cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             cur.close()
 
         return engine

@@ -55,7 +55,14 @@ class StoreWriter:
     """Owns the store's only writing connection, on its own thread."""
 
     def __init__(
-        self, engine: Engine, reactor, *, max_batch: int = 2000, observer=None, inline=True
+        self,
+        engine: Engine,
+        reactor,
+        *,
+        max_batch: int = 2000,
+        observer=None,
+        inline=True,
+        checkpointer=None,
     ):
         self.engine = engine
         self.reactor = reactor
@@ -73,9 +80,12 @@ class StoreWriter:
         self._lock = threading.Lock()  # one user of the connection at a time
         self._lone: WriteRequest | None = None
         self.inline_commits = 0
+        self.checkpointer = checkpointer  # engine.store.checkpoint.WalCheckpointer or None
 
     # reactor side ----------------------------------------------------------------------
     def start(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -225,6 +235,8 @@ class StoreWriter:
                 if stop:
                     break
         finally:
+            if self.checkpointer is not None:
+                self.checkpointer.stop()
             conn.close()
             self.reactor.callFromThread(self._ended)
 
@@ -250,8 +262,11 @@ class StoreWriter:
                 # One bad request must not sink the others: write each on its own.
                 return [self._write_batch(conn, [req])[0] for req in batch]
             break
+        rows = sum(len(r.rows) for r in batch)
         if self.observer is not None:
-            self.observer(sum(len(r.rows) for r in batch), time.perf_counter() - started)
+            self.observer(rows, time.perf_counter() - started)
+        if self.checkpointer is not None:
+            self.checkpointer.written(rows)
         return outcomes
 
     def _write(self, conn, batch: list[WriteRequest]) -> list:
