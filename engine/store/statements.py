@@ -118,8 +118,8 @@ class Statements:
                 # statement journal, which SQLite spilled to a temporary file on every
                 # batch (open, writes, unlink: 52 extra writes for 60 rows, strace). Any
                 # error here rolls the whole transaction back anyway (StoreWriter).
-                assert head.startswith("INSERT INTO "), head
-                head = "INSERT OR FAIL INTO " + head[len("INSERT INTO ") :]
+                if head.startswith("INSERT INTO "):
+                    head = "INSERT OR FAIL INTO " + head[len("INSERT INTO ") :]
                 text = self._multi[key] = f"{head} VALUES {', '.join([values] * n)}"
             flat = [v for row in params[i : i + n] for v in row]
             cur.execute(text, flat)
@@ -156,17 +156,17 @@ class Statements:
             params = [{**defaults, **p} for p in params]
         cur.executemany(text, _params(params, order))
 
-    def lookup(self, cur, keys: list[str]) -> list[tuple]:
+    def lookup(self, cur, control_ids: list[str]) -> list[tuple]:
         """(dedup_key, id, received_at, ack) of the rows with these control ids, oldest first:
         found through ix_messages_control_id (there is no index on dedup_key, migration
         0005); the caller keeps those whose dedup_key it asked for."""
         if self.sqlite:
-            sql = self._in_cache.get(len(keys))
+            sql = self._in_cache.get(len(control_ids))
             if sql is None:
-                placeholders = ",".join("?" * len(keys))
+                placeholders = ",".join("?" * len(control_ids))
                 sql = f"{self.lookup_head}IN ({placeholders}){self.lookup_tail}"
-                self._in_cache[len(keys)] = sql
-            cur.execute(sql, tuple(keys))
+                self._in_cache[len(control_ids)] = sql
+            cur.execute(sql, tuple(control_ids))
             return cur.fetchall()
-        cur.execute(f"{self.lookup_head}= ANY(%(keys)s){self.lookup_tail}", {"keys": keys})
+        cur.execute(f"{self.lookup_head}= ANY(%(keys)s){self.lookup_tail}", {"keys": control_ids})
         return cur.fetchall()
