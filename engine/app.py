@@ -38,7 +38,7 @@ class StoreService(Service):
 
     def __init__(self, url: str, options: dict, reactor, metrics: Metrics):
         self.url = url
-        every = options.get("checkpoint_rows", 0) if is_sqlite_file(url) else 0
+        every = options.get("checkpoint_rows", 300) if is_sqlite_file(url) else 0
         self.engine = create_store_engine(
             url,
             synchronous=options.get("synchronous", "full"),
