@@ -1,8 +1,11 @@
 """Build the twisted.application service tree from a validated config.
 
-Start order: store (migrations, writer thread), listeners, admin. Stop runs in reverse: the
-admin and the listeners stop accepting, the writer commits what is queued (those ACKs still go
-out), then the store closes.
+The tree, in start order: ``store`` (migrations, writer thread), ``retention``, ``delivery``
+(a named child per destination worker), ``listeners`` (a named child per listener) and
+``admin``. Stop runs in reverse, each step after the one before has finished: the admin and
+the listeners stop accepting and write the ACKs they owe; delivery workers finish their sends
+in flight (bounded by ``store_options.stop_timeout``) and record the outcomes; retention ends
+its batch; the writer commits what is queued and the store closes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from twisted.internet.endpoints import serverFromString
 from engine.admin.server import admin_site
 from engine.delivery.service import DeliveryService
 from engine.intake import Intake
+from engine.lifecycle import OrderedMultiService
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.pipeline import build_pipeline
@@ -78,6 +82,9 @@ class ListenerService(StreamServerEndpointService):
 
     def stopService(self):
         """Stop accepting, then wait (bounded) until every ACK owed has been written."""
+        if self._waitingForPort is None:  # never started listening
+            self.running = False
+            return None
         d = super().stopService()
         if self.mllp_factory is not None:
             drained = self.mllp_factory.stopReading()
@@ -105,8 +112,9 @@ def _sealer(config):
         raise ConfigError([Problem(*where, f"encryption: {exc}")]) from None
 
 
-class Switchboard(MultiService):
-    """The running engine: its config, store, listeners and admin."""
+class Switchboard(OrderedMultiService):
+    """The running engine: its config, store, listeners and admin (see the module docstring
+    for the service tree and its start and stop order)."""
 
     def __init__(self, config, reactor):
         super().__init__()
@@ -117,17 +125,20 @@ class Switchboard(MultiService):
         self.sealer = _sealer(config)  # NullSealer when not set
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
-        self.delivery = DeliveryService(
-            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
-            options=config.store_options, sealer=self.sealer,
-        )  # fmt: skip
-        self.delivery.setServiceParent(self)
         self.retention = RetentionService(
             self.store.engine, reactor, config.store_options,
             lambda: {n: c.get("storage") for n, c in self.config.channels.items()},
             on_report=self._retention_report,
         )  # fmt: skip
         self.retention.setServiceParent(self)
+        self.delivery = DeliveryService(
+            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
+            options=config.store_options, sealer=self.sealer,
+        )  # fmt: skip
+        self.delivery.setServiceParent(self)
+        self.listening = MultiService()  # every listener at once: each drains its connections
+        self.listening.setName("listeners")
+        self.listening.setServiceParent(self)
         self.intakes: dict[str, Intake] = {}
         self.listeners: dict[str, Service] = {}
         for listener in config.listeners:
@@ -292,7 +303,7 @@ class Switchboard(MultiService):
         svc.setName(name)
         self.listeners[name] = svc
         try:
-            svc.setServiceParent(self)  # starts it at once when the engine runs (reload)
+            svc.setServiceParent(self.listening)  # starts it at once when running (reload)
         except Exception:
             self.listeners.pop(name, None)
             self.intakes.pop(name, None)
