@@ -1,11 +1,13 @@
 """Build the twisted.application service tree from a validated config.
 
-The tree, in start order: ``store`` (migrations, writer thread), ``retention``, ``delivery``
-(a named child per destination worker), ``listeners`` (a named child per listener) and
-``admin``. Stop runs in reverse, each step after the one before has finished: the admin and
-the listeners stop accepting and write the ACKs they owe; delivery workers finish their sends
-in flight (bounded by ``store_options.stop_timeout``) and record the outcomes; retention ends
-its batch; the writer commits what is queued and the store closes.
+Every listener and the admin bind their addresses before anything else starts (see
+:mod:`engine.lifecycle`). The tree, in start order: ``store`` (migrations, writer thread),
+``retention``, ``delivery`` (a named child per destination worker), ``listeners`` (a named
+child per listener) and ``admin``. Stop runs in reverse, each step after the one before has
+finished: the admin and the listeners stop accepting and write the ACKs they owe; delivery
+workers finish their sends in flight (bounded by ``store_options.stop_timeout``) and record
+the outcomes; retention ends its batch; the writer commits what is queued and the store
+closes.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 
 from engine.admin.server import admin_site
 from engine.delivery.service import DeliveryService
 from engine.intake import Intake
-from engine.lifecycle import OrderedMultiService
+from engine.lifecycle import ListenError, OrderedMultiService
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.pipeline import build_pipeline
@@ -71,13 +74,20 @@ class StoreService(Service):
 class ListenerService(StreamServerEndpointService):
     _raiseSynchronously = True
 
-    def __init__(self, endpoint, factory, description: str, mllp_factory=None):
+    def __init__(self, endpoint, factory, description: str, mllp_factory=None, label=None):
         super().__init__(endpoint, factory)
         self.description = description
         self.mllp_factory = mllp_factory  # the MLLP factory under a TLS wrapper, if any
+        self.label = label  # how errors name it; default "listener '<name>'"
 
-    def startService(self) -> None:
-        super().startService()
+    def privilegedStartService(self) -> None:
+        """Bind the address (at once: every endpoint here listens synchronously)."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as exc:
+            self._waitingForPort = None
+            raise ListenError(self.label or f"listener '{self.name}'", self.description,
+                              exc) from None  # fmt: skip
         self._waitingForPort.addCallback(self._listening)
 
     def stopService(self):
@@ -147,7 +157,33 @@ class Switchboard(OrderedMultiService):
         if config.admin:
             self._add_admin(config.admin)
         self._reloading: Deferred | None = None
+        self._bound = False
         self.watch_certificates()
+
+    # start ------------------------------------------------------------------------------
+    def privilegedStartService(self) -> None:
+        """Bind every listener and the admin before anything else starts: an address that
+        cannot be had raises ListenError here, before the store is migrated, the writer
+        thread started or a delivery lease taken (those ports already bound are let go)."""
+        bound = []
+        try:
+            for svc in self._bindable():
+                svc.privilegedStartService()
+                bound.append(svc)
+        except Exception:
+            for svc in bound:
+                svc.stopService()
+            raise
+        self._bound = True
+
+    def startService(self) -> None:
+        if not self._bound:
+            self.privilegedStartService()
+        super().startService()
+
+    def _bindable(self) -> list[ListenerService]:
+        services = [*self.listening, *([self.admin] if self.admin is not None else [])]
+        return [svc for svc in services if isinstance(svc, ListenerService)]
 
     def _add_admin(self, admin: dict) -> None:
         site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"),
@@ -158,11 +194,17 @@ class Switchboard(OrderedMultiService):
 
             factory = wrap_server_factory(site, admin["tls"])
         self.admin = ListenerService(
-            serverFromString(self.reactor, admin["listen"]), factory, admin["listen"]
-        )
+            serverFromString(self.reactor, admin["listen"]), factory, admin["listen"],
+            label="the admin listener",
+        )  # fmt: skip
         self.admin.tls_creator = getattr(factory, "tls_creator", None)
         self.admin.setName("admin")
-        self.admin.setServiceParent(self)
+        try:
+            self.admin.setServiceParent(self)  # starts it at once when running (reload)
+        except Exception:
+            self.admin.disownServiceParent()
+            self.admin = None
+            raise
 
     # reload ---------------------------------------------------------------------------
     def reload(self) -> Deferred:
@@ -222,11 +264,15 @@ class Switchboard(OrderedMultiService):
                 continue
             try:
                 self._add_listener(item)
+            except ListenError as exc:
+                problems.append(str(exc))
             except Exception as exc:
                 problems.append(f"listener '{name}' could not start: {exc}")
         if admin_changed and config.admin:
             try:
                 self._add_admin(config.admin)
+            except ListenError as exc:
+                problems.append(str(exc))
             except Exception as exc:
                 problems.append(f"admin could not start: {exc}")
         self.watch_certificates()

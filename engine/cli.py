@@ -56,9 +56,9 @@ def run(config_path: str) -> None:
     started = time.perf_counter()
     config, _ = _load(config_path)
     from twisted.internet import reactor
-    from twisted.internet.error import CannotListenError
 
     from engine.app import Switchboard
+    from engine.lifecycle import ListenError
     from engine.logging import configure_logging, get_logger
 
     configure_logging(config.logging["level"], config.logging["format"])
@@ -71,13 +71,9 @@ def run(config_path: str) -> None:
         click.echo(exc.format("nothing was started."), err=True)
         sys.exit(1)
     try:
-        engine.startService()
-    except CannotListenError as exc:
-        click.echo(
-            f"switchboard: cannot listen on {exc.interface or '*'}:{exc.port}: {exc.socketError}."
-            " Is another engine running? Change the port in the config.",
-            err=True,
-        )
+        engine.startService()  # listeners bind first: a busy port touches nothing else
+    except ListenError as exc:
+        click.echo(f"switchboard: {exc}. {exc.hint} Nothing was started.", err=True)
         sys.exit(1)
     except Exception as exc:  # store unreachable, bad certificate...
         click.echo(f"switchboard: could not start: {exc}", err=True)

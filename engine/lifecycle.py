@@ -1,5 +1,9 @@
 """How the engine's service tree starts and stops.
 
+Every listener binds its address first (``privilegedStartService``), before the store or
+delivery start: an address that cannot be had fails the start with a :class:`ListenError`
+and leaves no trace.
+
 :class:`OrderedMultiService` starts its children in order and stops them in reverse, each
 after the one started after it has stopped: what feeds a service stops before it. Twisted's
 ``MultiService`` stops every child at once, which let the store close while delivery workers
@@ -7,6 +11,8 @@ still had outcomes to record.
 """
 
 from __future__ import annotations
+
+import errno
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
@@ -28,3 +34,31 @@ class OrderedMultiService(MultiService):
             except Exception as exc:  # one child's failure must not keep the rest running
                 log.error("stopping failed", service=service.name, error=str(exc)[:300])
             log.debug("stopped", service=service.name)
+
+
+class ListenError(Exception):
+    """A listener could not bind its address; ``hint`` says what to do about it."""
+
+    def __init__(self, label: str, address: str, cause: BaseException):
+        os_error = getattr(cause, "socketError", None) or cause
+        reason = getattr(os_error, "strerror", None) or str(os_error)
+        super().__init__(f"{label} cannot listen on {address}: {reason}")
+        self.label, self.address = label, address
+        code = getattr(os_error, "errno", None)
+        if code == errno.EADDRINUSE:
+            self.hint = (
+                "Another program (perhaps another switchboard engine) is using that address: "
+                f"stop it, or give {label} another address in the config."
+            )
+        elif code == errno.EACCES:
+            self.hint = (
+                "Ports below 1024 need privileges: use a port above 1023, or grant the engine "
+                "CAP_NET_BIND_SERVICE."
+            )
+        elif code == errno.EADDRNOTAVAIL:
+            self.hint = (
+                f"That interface address is not on this machine: fix {label}'s address in "
+                "the config."
+            )
+        else:
+            self.hint = f"Check {label}'s address in the config."

@@ -164,13 +164,28 @@ def test_run_refuses_bad_config_and_busy_port(tmp_path):
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     port = busy.getsockname()[1]
-    cfg = write_config(
-        tmp_path, f"listeners:\n  - {{name: a, mllp: 'tcp:{port}:interface=127.0.0.1'}}\n"
+    cfg = write_config(tmp_path, f"""
+listeners:
+  - {{name: a, mllp: 'tcp:{port}:interface=127.0.0.1'}}
+routes:
+  - {{match: {{type: ADT}}, to: [adt]}}
+""")  # fmt: skip
+    (tmp_path / "channels" / "adt.yaml").write_text(
+        "name: adt\ndestinations:\n  - {name: out, file: out}\n"
     )
     out = sb("run", "-c", str(cfg))
     busy.close()
-    assert out.returncode == 1 and "cannot listen on" in out.stderr
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(
+        f"switchboard: listener 'a' cannot listen on tcp:{port}:interface=127.0.0.1: "
+        "Address already in use. Another program (perhaps another switchboard engine) is "
+        "using that address: stop it, or give listener 'a' another address in the config. "
+        "Nothing was started."
+    ), out.stderr
     assert "Traceback" not in out.stderr
+    # it failed before touching the store: no migration, no writer, no delivery lease
+    assert not (tmp_path / "store.db").exists()
+    assert "delivery started" not in out.stderr + out.stdout
 
 
 def test_missing_config_file(tmp_path):
