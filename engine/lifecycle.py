@@ -4,6 +4,11 @@ Every listener binds its address first (``privilegedStartService``), before the 
 delivery start: an address that cannot be had fails the start with a :class:`ListenError`
 and leaves no trace.
 
+:func:`install_signal_handlers`: SIGINT and SIGTERM stop the engine, SIGHUP reloads it,
+installed explicitly. A process started in the background by a script inherits SIGINT
+ignored (and SIGHUP under nohup); Python and Twisted keep an inherited ignore, so Ctrl-C did
+nothing.
+
 :class:`OrderedMultiService` starts its children in order and stops them in reverse, each
 after the one started after it has stopped: what feeds a service stops before it. Twisted's
 ``MultiService`` stops every child at once, which let the store close while delivery workers
@@ -13,6 +18,8 @@ still had outcomes to record.
 from __future__ import annotations
 
 import errno
+import signal
+from collections.abc import Callable
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
@@ -62,3 +69,20 @@ class ListenError(Exception):
             )
         else:
             self.hint = f"Check {label}'s address in the config."
+
+
+def install_signal_handlers(reactor, stop: Callable[[str], None], reload: Callable) -> None:
+    """SIGINT and SIGTERM call ``stop(signal name)``, SIGHUP calls ``reload()``, on the
+    reactor thread, whatever the process inherited. Call it before the reactor runs (a
+    signal during start-up is acted on once it runs) and again once it runs (Twisted sets
+    its own SIGTERM handler as it starts)."""
+
+    def on_stop(signum, _frame) -> None:
+        reactor.callFromThread(stop, signal.Signals(signum).name)
+
+    def on_reload(_signum, _frame) -> None:
+        reactor.callFromThread(reload)
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
