@@ -14,7 +14,7 @@ from engine.delivery.outcome import Outcome
 from engine.delivery.queue import QueueStore
 from engine.delivery.worker import DestinationWorker
 from engine.metrics import Metrics
-from engine.store.schema import deliveries, messages
+from engine.store.schema import deliveries, destination_state, messages
 
 
 class SyncWriter:
@@ -203,6 +203,11 @@ def test_replay_dead_by_filter(setup):
     worker.stopService()
 
 
+def opened(states: dict[str, str]) -> dict[str, str]:
+    """Pending, or in flight (PostgreSQL claims mark it; the next lease holder requeues it)."""
+    return {k: "open" if v in ("pending", "in_flight") else v for k, v in states.items()}
+
+
 class HeldSender(ScriptedSender):
     """Each send stays in flight until the test settles it; stop() settles the one in flight
     as a retry, as the real senders do."""
@@ -244,7 +249,7 @@ def test_stop_waits_for_the_send_in_flight_and_records_it(setup):
     assert not stopped.called  # M2 is in flight
     sender.in_flight[1].callback(Outcome.ok("AA", "MSA|AA|M2"))
     assert stopped.called  # at once: the Clock never moved
-    assert states(engine) == {"M1": "delivered", "M2": "delivered", "M3": "pending"}
+    assert opened(states(engine)) == {"M1": "delivered", "M2": "delivered", "M3": "open"}
     assert sender.sent == ["M1", "M2"] and sender.stops == 1
     assert [c for c in clock.getDelayedCalls() if c.active()] == []
 
@@ -263,7 +268,7 @@ def test_stop_leaves_a_send_unanswered_after_stop_timeout_for_the_restart(setup)
     assert stopped.called
     # M1's outcome is recorded; M2 was sent but never answered: not an attempt, still open,
     # so the next start sends it again (at least once)
-    assert states(engine) == {"M1": "delivered", "M2": "pending", "M3": "pending"}
+    assert opened(states(engine)) == {"M1": "delivered", "M2": "open", "M3": "open"}
     with engine.connect() as conn:
         assert conn.execute(select(deliveries.c.attempts).where(deliveries.c.id == 2)).scalar() == 0
     assert sender.stops == 1
@@ -279,3 +284,64 @@ def test_a_stopping_worker_never_sleeps(setup):
     # the outcome cannot be recorded: no 5 s pause before trying again, the worker ends
     assert stopped.called
     assert [c for c in clock.getDelayedCalls() if c.active()] == []
+
+
+def test_an_idle_sqlite_worker_writes_nothing_for_a_minute(tmp_path):
+    """Lease renewals every second grew the WAL by ~27 KB/s with no traffic: on SQLite (one
+    node) the lease lives in memory, and an idle minute of polls reads only."""
+    import sqlite3
+
+    from engine.store import migrations
+    from engine.store.db import create_store_engine
+
+    path = tmp_path / "store.db"
+    engine = create_store_engine(f"sqlite:///{path}")
+    migrations.upgrade(engine)
+    queue_rows(engine, 2)
+    clock = Clock()
+    clock.advance(1000.0)
+    calls: list[str] = []
+
+    def run_db(fn, *args):
+        calls.append(fn.__name__)
+        return succeed(fn(*args))
+
+    worker = DestinationWorker(
+        "ch", {"name": "out"}, ScriptedSender(), queue=QueueStore(engine, "node-a"),
+        writer=SyncWriter(engine), clock=clock, run_db=run_db,
+    )  # fmt: skip
+    worker.startService()
+    assert set(states(engine).values()) == {"delivered"}
+    clock.advance(1.0)  # the first idle poll
+    observer = sqlite3.connect(path)  # data_version moves when another connection commits
+    version = observer.execute("PRAGMA data_version").fetchone()
+    wal = path.with_name("store.db-wal").stat().st_size
+    polls = calls.count("claim")
+    for _ in range(61):
+        clock.advance(1.0)
+    assert calls.count("claim") - polls >= 60  # it did poll every second
+    assert calls.count("lease") >= 60  # and looked at the pause state every second
+    assert path.with_name("store.db-wal").stat().st_size == wal
+    assert observer.execute("PRAGMA data_version").fetchone() == version  # no write at all
+    observer.close()
+    worker.stopService()
+    engine.dispose()
+
+
+def test_an_idle_worker_renews_its_lease_only_where_nodes_share_the_store(setup):
+    """PostgreSQL (several nodes): the lease is renewed while idle, so the others wait; SQLite
+    (one node) keeps it in memory and writes no expiry."""
+    engine, clock, make = setup
+    worker, _ = make()
+
+    def lease_until():
+        with engine.connect() as conn:
+            return conn.execute(select(destination_state.c.lease_until)).scalar()
+
+    first = lease_until()
+    clock.advance(30.0)
+    if engine.dialect.name == "sqlite":
+        assert first is None and lease_until() is None
+    else:
+        assert lease_until() >= first + 29.0
+    worker.stopService()
