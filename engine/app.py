@@ -27,7 +27,7 @@ from engine.lifecycle import ListenError, OrderedMultiService
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.pipeline import build_pipeline
-from engine.sources.mllp import MLLPServerFactory
+from engine.sources.mllp import MLLPServerFactory, applies_live
 from engine.store import migrations
 from engine.store.checkpoint import WAL_LIMIT_PAGES, WalCheckpointer
 from engine.store.crypto import sealer_from_options
@@ -211,8 +211,10 @@ class Switchboard(OrderedMultiService):
         """Re-read the config (SIGHUP, switchboard reload). Fires with (ok, lines).
 
         A bad config is refused with its errors logged and the running one kept. Listeners
-        that did not change keep their connections; changed ones are stopped (their owed
-        ACKs written first) and started again; channels and routes apply to the next message.
+        that did not change keep their connections; so do those whose only changes are
+        limits and timeouts (engine.sources.mllp.LIVE_KEYS), applied to every open
+        connection; other changed ones are stopped (their owed ACKs written first) and
+        started again; channels and routes apply to the next message.
         """
         if self._reloading is not None:
             return succeed((False, ["a reload is already in progress"]))
@@ -243,11 +245,15 @@ class Switchboard(OrderedMultiService):
             return False, [msg]
         old = {item["name"]: item for item in self.config.listeners}
         new = {item["name"]: item for item in config.listeners}
-        changed = [n for n in old if n not in new or new[n] != old[n]]
+        tuned = [n for n in old if n in new and applies_live(old[n], new[n])]
+        changed = [n for n in old if (n not in new or new[n] != old[n]) and n not in tuned]
         for name in changed:
             svc = self.listeners.pop(name)
             self.intakes.pop(name, None)
             yield svc.disownServiceParent()
+        for name in tuned:  # only limits changed: open connections stay and take them
+            self.listeners[name].mllp_factory.applyLimits(new[name])
+            self.intakes[name].listener = new[name]
         admin_changed = config.admin != self.config.admin
         if admin_changed and self.admin is not None:
             yield self.admin.disownServiceParent()
@@ -298,6 +304,7 @@ class Switchboard(OrderedMultiService):
         log.info(
             "reloaded",
             kept=kept,
+            limits_applied=tuned,
             restarted=[n for n in changed if n in new],
             stopped=[n for n in changed if n not in new],
             added=[n for n in new if n not in old],
