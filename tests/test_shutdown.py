@@ -15,11 +15,13 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
+from engine.app import Switchboard
+from engine.config import load_config
 from engine.delivery import service as delivery_service
 from engine.delivery.outcome import Outcome
 from engine.lifecycle import OrderedMultiService
 
-from .engine_harness import in_thread, send_all, start_engine, statuses
+from .engine_harness import in_thread, send_all, start_engine, statuses, write_config
 from .peers import wait_for
 
 CONFIG = """
@@ -92,16 +94,12 @@ def test_stop_waits_out_the_send_in_flight_and_records_its_outcome(tmp_path, mon
     assert [c for c in clock.getDelayedCalls() if c.active()] == []
     assert not sb.writer._thread.is_alive()
     assert statuses(sb) == ["delivered"]
+    assert sender.stopped == 1
 
 
 def test_the_engine_tree_stops_inputs_first_and_the_store_last(tmp_path):
     (tmp_path / "channels").mkdir()
     (tmp_path / "channels" / "adt.yaml").write_text("name: adt\n")
-    from engine.app import Switchboard
-    from engine.config import load_config
-
-    from .engine_harness import write_config
-
     cfg = load_config(write_config(tmp_path, CONFIG + "admin: {listen: 'tcp:0'}\n", channels=()))
     sb = Switchboard(cfg, None)
     # OrderedMultiService stops these in reverse, one after the other
