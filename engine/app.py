@@ -1,8 +1,13 @@
 """Build the twisted.application service tree from a validated config.
 
-Start order: store (migrations, writer thread), listeners, admin. Stop runs in reverse: the
-admin and the listeners stop accepting, the writer commits what is queued (those ACKs still go
-out), then the store closes.
+Every listener and the admin bind their addresses before anything else starts (see
+:mod:`engine.lifecycle`). The tree, in start order: ``store`` (migrations, writer thread),
+``retention``, ``delivery`` (a named child per destination worker), ``listeners`` (a named
+child per listener) and ``admin``. Stop runs in reverse, each step after the one before has
+finished: the admin and the listeners stop accepting and write the ACKs they owe; delivery
+workers finish their sends in flight (bounded by ``store_options.stop_timeout``) and record
+the outcomes; retention ends its batch; the writer commits what is queued and the store
+closes.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 
 from engine.admin.server import admin_site
 from engine.delivery.service import DeliveryService
 from engine.intake import Intake
+from engine.lifecycle import ListenError, OrderedMultiService
 from engine.logging import get_logger
 from engine.metrics import Metrics
 from engine.pipeline import build_pipeline
-from engine.sources.mllp import MLLPServerFactory
+from engine.sources.mllp import MLLPServerFactory, applies_live
 from engine.store import migrations
 from engine.store.checkpoint import WAL_LIMIT_PAGES, WalCheckpointer
 from engine.store.crypto import sealer_from_options
@@ -67,17 +74,27 @@ class StoreService(Service):
 class ListenerService(StreamServerEndpointService):
     _raiseSynchronously = True
 
-    def __init__(self, endpoint, factory, description: str, mllp_factory=None):
+    def __init__(self, endpoint, factory, description: str, mllp_factory=None, label=None):
         super().__init__(endpoint, factory)
         self.description = description
         self.mllp_factory = mllp_factory  # the MLLP factory under a TLS wrapper, if any
+        self.label = label  # how errors name it; default "listener '<name>'"
 
-    def startService(self) -> None:
-        super().startService()
+    def privilegedStartService(self) -> None:
+        """Bind the address (at once: every endpoint here listens synchronously)."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as exc:
+            self._waitingForPort = None
+            raise ListenError(self.label or f"listener '{self.name}'", self.description,
+                              exc) from None  # fmt: skip
         self._waitingForPort.addCallback(self._listening)
 
     def stopService(self):
         """Stop accepting, then wait (bounded) until every ACK owed has been written."""
+        if self._waitingForPort is None:  # never started listening
+            self.running = False
+            return None
         d = super().stopService()
         if self.mllp_factory is not None:
             drained = self.mllp_factory.stopReading()
@@ -105,8 +122,9 @@ def _sealer(config):
         raise ConfigError([Problem(*where, f"encryption: {exc}")]) from None
 
 
-class Switchboard(MultiService):
-    """The running engine: its config, store, listeners and admin."""
+class Switchboard(OrderedMultiService):
+    """The running engine: its config, store, listeners and admin (see the module docstring
+    for the service tree and its start and stop order)."""
 
     def __init__(self, config, reactor):
         super().__init__()
@@ -117,17 +135,20 @@ class Switchboard(MultiService):
         self.sealer = _sealer(config)  # NullSealer when not set
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
-        self.delivery = DeliveryService(
-            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
-            options=config.store_options, sealer=self.sealer,
-        )  # fmt: skip
-        self.delivery.setServiceParent(self)
         self.retention = RetentionService(
             self.store.engine, reactor, config.store_options,
             lambda: {n: c.get("storage") for n, c in self.config.channels.items()},
             on_report=self._retention_report,
         )  # fmt: skip
         self.retention.setServiceParent(self)
+        self.delivery = DeliveryService(
+            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
+            options=config.store_options, sealer=self.sealer,
+        )  # fmt: skip
+        self.delivery.setServiceParent(self)
+        self.listening = MultiService()  # every listener at once: each drains its connections
+        self.listening.setName("listeners")
+        self.listening.setServiceParent(self)
         self.intakes: dict[str, Intake] = {}
         self.listeners: dict[str, Service] = {}
         for listener in config.listeners:
@@ -136,7 +157,33 @@ class Switchboard(MultiService):
         if config.admin:
             self._add_admin(config.admin)
         self._reloading: Deferred | None = None
+        self._bound = False
         self.watch_certificates()
+
+    # start ------------------------------------------------------------------------------
+    def privilegedStartService(self) -> None:
+        """Bind every listener and the admin before anything else starts: an address that
+        cannot be had raises ListenError here, before the store is migrated, the writer
+        thread started or a delivery lease taken (those ports already bound are let go)."""
+        bound = []
+        try:
+            for svc in self._bindable():
+                svc.privilegedStartService()
+                bound.append(svc)
+        except Exception:
+            for svc in bound:
+                svc.stopService()
+            raise
+        self._bound = True
+
+    def startService(self) -> None:
+        if not self._bound:
+            self.privilegedStartService()
+        super().startService()
+
+    def _bindable(self) -> list[ListenerService]:
+        services = [*self.listening, *([self.admin] if self.admin is not None else [])]
+        return [svc for svc in services if isinstance(svc, ListenerService)]
 
     def _add_admin(self, admin: dict) -> None:
         site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"),
@@ -147,19 +194,27 @@ class Switchboard(MultiService):
 
             factory = wrap_server_factory(site, admin["tls"])
         self.admin = ListenerService(
-            serverFromString(self.reactor, admin["listen"]), factory, admin["listen"]
-        )
+            serverFromString(self.reactor, admin["listen"]), factory, admin["listen"],
+            label="the admin listener",
+        )  # fmt: skip
         self.admin.tls_creator = getattr(factory, "tls_creator", None)
         self.admin.setName("admin")
-        self.admin.setServiceParent(self)
+        try:
+            self.admin.setServiceParent(self)  # starts it at once when running (reload)
+        except Exception:
+            self.admin.disownServiceParent()
+            self.admin = None
+            raise
 
     # reload ---------------------------------------------------------------------------
     def reload(self) -> Deferred:
         """Re-read the config (SIGHUP, switchboard reload). Fires with (ok, lines).
 
         A bad config is refused with its errors logged and the running one kept. Listeners
-        that did not change keep their connections; changed ones are stopped (their owed
-        ACKs written first) and started again; channels and routes apply to the next message.
+        that did not change keep their connections; so do those whose only changes are
+        limits and timeouts (engine.sources.mllp.LIVE_KEYS), applied to every open
+        connection; other changed ones are stopped (their owed ACKs written first) and
+        started again; channels and routes apply to the next message.
         """
         if self._reloading is not None:
             return succeed((False, ["a reload is already in progress"]))
@@ -190,11 +245,15 @@ class Switchboard(MultiService):
             return False, [msg]
         old = {item["name"]: item for item in self.config.listeners}
         new = {item["name"]: item for item in config.listeners}
-        changed = [n for n in old if n not in new or new[n] != old[n]]
+        tuned = [n for n in old if n in new and applies_live(old[n], new[n])]
+        changed = [n for n in old if (n not in new or new[n] != old[n]) and n not in tuned]
         for name in changed:
             svc = self.listeners.pop(name)
             self.intakes.pop(name, None)
             yield svc.disownServiceParent()
+        for name in tuned:  # only limits changed: open connections stay and take them
+            self.listeners[name].mllp_factory.applyLimits(new[name])
+            self.intakes[name].listener = new[name]
         admin_changed = config.admin != self.config.admin
         if admin_changed and self.admin is not None:
             yield self.admin.disownServiceParent()
@@ -211,11 +270,15 @@ class Switchboard(MultiService):
                 continue
             try:
                 self._add_listener(item)
+            except ListenError as exc:
+                problems.append(str(exc))
             except Exception as exc:
                 problems.append(f"listener '{name}' could not start: {exc}")
         if admin_changed and config.admin:
             try:
                 self._add_admin(config.admin)
+            except ListenError as exc:
+                problems.append(str(exc))
             except Exception as exc:
                 problems.append(f"admin could not start: {exc}")
         self.watch_certificates()
@@ -241,6 +304,7 @@ class Switchboard(MultiService):
         log.info(
             "reloaded",
             kept=kept,
+            limits_applied=tuned,
             restarted=[n for n in changed if n in new],
             stopped=[n for n in changed if n not in new],
             added=[n for n in new if n not in old],
@@ -292,7 +356,7 @@ class Switchboard(MultiService):
         svc.setName(name)
         self.listeners[name] = svc
         try:
-            svc.setServiceParent(self)  # starts it at once when the engine runs (reload)
+            svc.setServiceParent(self.listening)  # starts it at once when running (reload)
         except Exception:
             self.listeners.pop(name, None)
             self.intakes.pop(name, None)

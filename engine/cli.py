@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -56,9 +55,9 @@ def run(config_path: str) -> None:
     started = time.perf_counter()
     config, _ = _load(config_path)
     from twisted.internet import reactor
-    from twisted.internet.error import CannotListenError
 
     from engine.app import Switchboard
+    from engine.lifecycle import ListenError, install_signal_handlers
     from engine.logging import configure_logging, get_logger
 
     configure_logging(config.logging["level"], config.logging["format"])
@@ -70,20 +69,28 @@ def run(config_path: str) -> None:
     except ConfigError as exc:
         click.echo(exc.format("nothing was started."), err=True)
         sys.exit(1)
+    stopping = []
+
+    def stop(name: str) -> None:
+        if stopping:
+            log.info("already stopping", signal=name)
+            return
+        stopping.append(name)
+        log.info("stopping", signal=name)
+        reactor.stop()
+
+    # before the start: a signal while the store migrates is acted on once the reactor runs
+    install_signal_handlers(reactor, stop, engine.reload)
     try:
-        engine.startService()
-    except CannotListenError as exc:
-        click.echo(
-            f"switchboard: cannot listen on {exc.interface or '*'}:{exc.port}: {exc.socketError}."
-            " Is another engine running? Change the port in the config.",
-            err=True,
-        )
+        engine.startService()  # listeners bind first: a busy port touches nothing else
+    except ListenError as exc:
+        click.echo(f"switchboard: {exc}. {exc.hint} Nothing was started.", err=True)
         sys.exit(1)
     except Exception as exc:  # store unreachable, bad certificate...
         click.echo(f"switchboard: could not start: {exc}", err=True)
         sys.exit(1)
     reactor.addSystemEventTrigger("before", "shutdown", engine.stopService)
-    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(engine.reload))
+    reactor.callWhenRunning(install_signal_handlers, reactor, stop, engine.reload)
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk ~100k start-up objects (35-50 ms pauses, bench/).
     gc.collect()

@@ -33,9 +33,16 @@ def sb(*args, cwd=None, timeout=60) -> subprocess.CompletedProcess:
     )
 
 
+# How a script starts the engine in the background: SIGINT (and, under nohup, SIGHUP) come
+# ignored, and a Python program keeps an inherited ignore unless it installs its own handler.
+IGNORING = ["sh", "-c", 'trap "" INT HUP TERM; exec "$0" "$@"']
+
+
 @pytest.fixture
-def running(tmp_path):
-    """`switchboard run` in a subprocess on free ports; yields (config, mllp port, process)."""
+def running(tmp_path, request):
+    """`switchboard run` in a subprocess on free ports; yields (config, mllp port, process).
+    Parametrized with "ignoring", it starts with SIGINT, SIGHUP and SIGTERM ignored."""
+    prefix = IGNORING if getattr(request, "param", None) == "ignoring" else []
     mllp, admin = free_port(), free_port()
     cfg = write_config(
         tmp_path,
@@ -50,7 +57,7 @@ routes:
 """,
     )
     proc = subprocess.Popen(
-        [*SWITCHBOARD, "run", "-c", str(cfg)],
+        [*prefix, *SWITCHBOARD, "run", "-c", str(cfg)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -118,11 +125,17 @@ def test_send_messages_and_sigterm(running, tmp_path):
     assert "DOE" not in logs and "JANE" not in logs  # no PHI in logs
 
 
+@pytest.mark.parametrize("running", ["default", "ignoring"], indirect=True)
 def test_sigint_stops_cleanly(running):
     _, _, proc = running
     proc.send_signal(signal.SIGINT)
     assert proc.wait(20) == 0
-    assert "Traceback" not in proc.stderr.read()
+    logs = proc.stderr.read()
+    assert "Traceback" not in logs
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert {
+        e["event"]: e.get("signal") for e in events if e["event"] in ("stopping", "stopped")
+    } == {"stopping": "SIGINT", "stopped": None}
 
 
 def test_send_timeout_and_refused(tmp_path):
@@ -164,13 +177,28 @@ def test_run_refuses_bad_config_and_busy_port(tmp_path):
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     port = busy.getsockname()[1]
-    cfg = write_config(
-        tmp_path, f"listeners:\n  - {{name: a, mllp: 'tcp:{port}:interface=127.0.0.1'}}\n"
+    cfg = write_config(tmp_path, f"""
+listeners:
+  - {{name: a, mllp: 'tcp:{port}:interface=127.0.0.1'}}
+routes:
+  - {{match: {{type: ADT}}, to: [adt]}}
+""")  # fmt: skip
+    (tmp_path / "channels" / "adt.yaml").write_text(
+        "name: adt\ndestinations:\n  - {name: out, file: out}\n"
     )
     out = sb("run", "-c", str(cfg))
     busy.close()
-    assert out.returncode == 1 and "cannot listen on" in out.stderr
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(
+        f"switchboard: listener 'a' cannot listen on tcp:{port}:interface=127.0.0.1: "
+        "Address already in use. Another program (perhaps another switchboard engine) is "
+        "using that address: stop it, or give listener 'a' another address in the config. "
+        "Nothing was started."
+    ), out.stderr
     assert "Traceback" not in out.stderr
+    # it failed before touching the store: no migration, no writer, no delivery lease
+    assert not (tmp_path / "store.db").exists()
+    assert "delivery started" not in out.stderr + out.stdout
 
 
 def test_missing_config_file(tmp_path):
@@ -197,6 +225,7 @@ def test_env_without_pythonpath_runs_console_script():
     assert out.returncode == 0 and "switchboard" in out.stdout
 
 
+@pytest.mark.parametrize("running", ["default", "ignoring"], indirect=True)
 def test_reload_command_and_sighup(running, tmp_path):
     cfg, port, proc = running
     out = sb("reload", "-c", str(cfg))

@@ -12,6 +12,7 @@ from engine.config import ConfigError, Problem, Registry, summary
 from engine.config import load_config as _load_config
 
 STORE_DEFAULTS = {
+    "stop_timeout": 10.0,
     "storage": "everything",
     "retention": {"max_age": None, "rules": [], "compact_after": 3600.0, "interval": 600.0,
                   "batch_size": 500, "max_batches": 100, "pause": 0.01},

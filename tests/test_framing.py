@@ -245,3 +245,40 @@ def test_crlf_trailer_then_next_frame():  # case 20
     p.dataReceived(frame(MSG1) + b"\x0a" + frame(MSG2) + b"\x0a")
     assert p.frames == [MSG1, MSG2]
     assert p.junk == []  # a stray LF is not worth a warning
+
+
+def test_new_limits_apply_to_an_open_connection():  # a reload that changes only limits
+    p, t, clock = connect(frame_timeout=10.0, idle_timeout=None)
+    clock.advance(20)
+    assert not t.disconnecting  # no idle timeout yet
+    p.setLimits(idle_timeout=30.0)
+    clock.advance(9.9)
+    assert not t.disconnecting
+    clock.advance(0.1)  # counted from the last activity (30 s idle), not from the reload
+    assert t.disconnecting and p.errors == [("idle_timeout", 0)]
+
+    p, t, clock = connect(frame_timeout=10.0, idle_timeout=3600.0)
+    p.dataReceived(b"\x0b" + MSG1[:20])
+    clock.advance(2)
+    p.setLimits(frame_timeout=3.0, idle_timeout=None)  # shorter: fires at 3 s, not 10
+    clock.advance(0.9)
+    assert not t.disconnecting
+    clock.advance(0.1)
+    assert t.disconnecting and p.errors == [("frame_timeout", 20)]
+
+    p, t, clock = connect(frame_timeout=1.0)
+    p.dataReceived(b"\x0b" + MSG1[:30])
+    p.setLimits(frame_timeout=60.0)  # longer: the old 1 s timer no longer closes it
+    clock.advance(59)
+    assert not t.disconnecting
+    p.dataReceived(MSG1[30:] + b"\x1c\x0d")
+    assert p.frames == [MSG1]
+
+
+def test_a_lower_max_frame_size_applies_to_the_frame_being_received():
+    p, t, _ = connect(max_frame_size=4096)
+    p.dataReceived(b"\x0b" + b"x" * 2000)
+    p.setLimits(max_frame_size=1024)
+    assert t.disconnecting and p.errors == [("frame_too_large", 2000)]
+    with pytest.raises(TypeError):
+        connect()[0].setLimits(ack="after_routing")

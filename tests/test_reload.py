@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from sqlalchemy import select
 
-from engine.mllp.client import BlockingMLLPClient
+from engine.mllp.client import BlockingMLLPClient, MLLPClientError
 from engine.store.schema import deliveries
 
 from .engine_harness import in_thread, start_engine
@@ -110,3 +110,34 @@ def test_added_and_changed_listeners(setup):
     assert sb.listeners["added"].mllp_factory.listener["ack"] == "after_routing"
     reply = yield in_thread(lambda: BlockingMLLPClient("127.0.0.1", new_port).send(adt(5)))
     assert b"MSA|AA|M5" in reply
+
+
+@pytest_twisted.inlineCallbacks
+def test_changed_limits_apply_to_open_connections_without_a_restart(setup):
+    sb, tmp_path = setup
+    port = sb.port_of("keep")
+    svc = sb.listeners["keep"]
+    client = yield in_thread(BlockingMLLPClient, "127.0.0.1", port, timeout=10)
+    try:
+        yield in_thread(client.send, adt(1))
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(routes.read_text().replace(
+            'mllp: "tcp:0:interface=127.0.0.1"}',
+            'mllp: "tcp:0:interface=127.0.0.1", max_frame_size: 2KiB, frame_timeout: 5s,'
+            " idle_timeout: 1h, max_connections: 3, require_end_of_data: false}",
+        ))  # fmt: skip
+        ok, lines = yield sb.reload()
+        assert ok, lines
+        assert sb.listeners["keep"] is svc and sb.port_of("keep") == port  # not restarted
+        (proto,) = svc.mllp_factory.open
+        assert (proto.max_frame_size, proto.frame_timeout, proto.idle_timeout) == (2048, 5, 3600)
+        assert not proto.require_end_of_data and svc.mllp_factory.max_connections == 3
+        reply = yield in_thread(client.send, adt(2))  # the same connection, still open
+        assert b"MSA|AA|M2" in reply
+        # the new frame limit holds on this connection: a 4 KiB frame closes it
+        big = adt(3) + b"NTE|1||" + b"x" * 4096 + b"\r"
+        with pytest.raises((MLLPClientError, OSError)):
+            yield in_thread(client.send, big)
+    finally:
+        client.close()
+    assert outputs(sb) == [b"FIRST", b"FIRST"]

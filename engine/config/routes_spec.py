@@ -464,6 +464,14 @@ STORE_OPTIONS = Spec(
             default="1s",
         ),
         Field(
+            "stop_timeout",
+            Duration(),
+            "On shutdown, how long a delivery worker waits for the answer to its send in "
+            "flight (an ACK, an HTTP response) before leaving it to be sent again after the "
+            "restart. Outcomes already answered are always recorded.",
+            default="10s",
+        ),
+        Field(
             "storage",
             Enum(*STORAGE_MODES),
             "What is kept of each message: everything; the raw message and final outputs (a "

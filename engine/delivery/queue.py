@@ -7,7 +7,9 @@ behind it is sent before it is delivered, dead, skipped or replayed.
 Several engine nodes may share one PostgreSQL store: a lease per destination (holder and
 expiry in destination_state) keeps one node delivering a destination at a time, so order
 holds; claims use SELECT ... FOR UPDATE SKIP LOCKED. When a lease is taken over, the rows
-the dead holder had in flight go back to pending. A SQLite store has one node by design.
+the dead holder had in flight go back to pending. A SQLite store has one node by design: its
+lease lives in memory, taken once per process (the holder is recorded, with no expiry), and
+an idle engine's polls only read, so the store (its write-ahead log) does not grow.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class QueueStore:
         self.engine = engine
         self.node = node
         self.single_node = engine.dialect.name == "sqlite"
+        self._held: set[tuple[str, str]] = set()  # SQLite: leases this process holds
 
     # destination state and leases ------------------------------------------------------
     def _ensure(self, conn, channel: str, destination: str) -> None:
@@ -74,6 +77,8 @@ class QueueStore:
         """Take or renew the lease of a destination. Returns (holder, paused).
 
         A newly taken lease sends the rows other nodes left in flight back to pending."""
+        if self.single_node:
+            return self._single_node_lease(channel, destination, now)
         with self.engine.begin() as conn:
             self._ensure(conn, channel, destination)
             row = conn.execute(
@@ -82,31 +87,55 @@ class QueueStore:
                 )
             ).one()
             mine = row.lease_holder == self.node
-            free = self.single_node or row.lease_holder is None or (row.lease_until or 0) < now
+            free = row.lease_holder is None or (row.lease_until or 0) < now
             if not (mine or free):
                 return False, bool(row.paused)
-            take = update(destination_state).where(
-                s.channel == channel, s.destination == destination
-            )
-            if not self.single_node:  # only if still free or ours (another node may race us)
-                take = take.where(
+            take = (  # only if still free or ours (another node may race us)
+                update(destination_state)
+                .where(s.channel == channel, s.destination == destination)
+                .where(
                     or_(s.lease_holder == self.node, s.lease_holder.is_(None), s.lease_until < now)
                 )
+            )
             taken = conn.execute(
                 take.values(lease_holder=self.node, lease_until=now + ttl, updated_at=now)
             ).rowcount
             if not taken:
                 return False, bool(row.paused)
             if not mine:
-                conn.execute(
-                    update(deliveries)
-                    .where(d.channel == channel, d.destination == destination)
-                    .where(d.status == IN_FLIGHT)
-                    .values(status=PENDING, claimed_by=None, updated_at=now)
-                )
+                self._requeue_in_flight(conn, channel, destination, now)
             return True, bool(row.paused)
 
+    def _single_node_lease(self, channel: str, destination: str, now: float):
+        """SQLite: one node, so the lease is this process's once taken; renewing it would
+        only write (a WAL frame or two every second) what nobody else reads."""
+        where = (s.channel == channel, s.destination == destination)
+        if (channel, destination) in self._held:
+            with self.engine.connect() as conn:
+                return True, bool(conn.execute(select(s.paused).where(*where)).scalar())
+        with self.engine.begin() as conn:
+            self._ensure(conn, channel, destination)
+            paused = conn.execute(select(s.paused).where(*where)).scalar()
+            conn.execute(
+                update(destination_state)
+                .where(*where)
+                .values(lease_holder=self.node, lease_until=None, updated_at=now)
+            )
+            self._requeue_in_flight(conn, channel, destination, now)
+        self._held.add((channel, destination))
+        return True, bool(paused)
+
+    def _requeue_in_flight(self, conn, channel: str, destination: str, now: float) -> None:
+        """A lease newly taken: rows an earlier holder had in flight go back to pending."""
+        conn.execute(
+            update(deliveries)
+            .where(d.channel == channel, d.destination == destination)
+            .where(d.status == IN_FLIGHT)
+            .values(status=PENDING, claimed_by=None, updated_at=now)
+        )
+
     def release(self, channel: str, destination: str) -> None:
+        self._held.discard((channel, destination))
         with self.engine.begin() as conn:
             conn.execute(
                 update(destination_state)

@@ -1,5 +1,7 @@
-"""The delivery service: one worker per channel destination, started with the engine and
-changed on reload; queue gauges refreshed from the store."""
+"""The delivery service: one worker per channel destination, each a named child service
+("channel/destination"), started with the engine and changed on reload; queue gauges
+refreshed from the store. Stopping it stops the workers together, each waiting (at most
+``store_options.stop_timeout``) for its send in flight."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import os
 import socket
 import uuid
 
-from twisted.application.service import Service
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.application.service import MultiService
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 
@@ -43,15 +45,17 @@ def make_sender(kind: str, config: dict, reactor):
     raise ValueError(f"no sender for destination kind {kind!r}")
 
 
-class DeliveryService(Service):
+class DeliveryService(MultiService):
     name = "delivery"
     depth_interval = 5.0
 
     def __init__(self, store_engine, writer, reactor, metrics, pipeline, node: str | None = None,
                  options: dict | None = None, sealer=None):  # fmt: skip
+        super().__init__()
         options = options or {}
         self.lease_ttl = float(options.get("lease_ttl", 15.0))
         self.poll_interval = float(options.get("poll_interval", 1.0))
+        self.stop_timeout = float(options.get("stop_timeout", 10.0))
         self.reactor = reactor
         self.writer = writer
         self.metrics = metrics
@@ -83,24 +87,24 @@ class DeliveryService(Service):
         )  # fmt: skip
         worker.lease_ttl = self.lease_ttl
         worker.poll_interval = self.poll_interval
+        worker.stop_timeout = self.stop_timeout
         self.workers[key] = worker
         self._configs[key] = config
-        worker.start()
+        worker.setServiceParent(self)  # starts it if delivery runs
 
     def startService(self) -> None:
-        super().startService()
         for key, (kind, config) in self._wanted(self.pipeline).items():
             self._start_worker(key, kind, config)
+        super().startService()  # starts the workers
         self._depths.start(self.depth_interval, now=True).addErrback(
             lambda f: log.error("queue gauges stopped", error=f.getErrorMessage())
         )
         log.info("delivery started", node=self.node, destinations=len(self.workers))
 
     def stopService(self):
-        super().stopService()
         if self._depths.running:
             self._depths.stop()
-        return DeferredList([w.stop() for w in self.workers.values()], consumeErrors=True)
+        return super().stopService()  # every worker at once; fires when all have stopped
 
     @inlineCallbacks
     def apply(self, pipeline):
@@ -111,7 +115,7 @@ class DeliveryService(Service):
             if key not in wanted or wanted[key][1] != self._configs[key]:
                 worker = self.workers.pop(key)
                 self._configs.pop(key, None)
-                yield worker.stop()
+                yield worker.disownServiceParent()
         for key, (kind, config) in wanted.items():
             if key not in self.workers:
                 self._start_worker(key, kind, config)

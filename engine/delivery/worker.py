@@ -10,6 +10,11 @@ and the worker waits for it before the next claim: a restart resends at most the
 was in flight (at-least-once), in order. Timing uses the clock handed in; the database calls
 go through ``run_db`` (a thread pool by default), so tests can drive everything
 deterministically.
+
+A worker is a named child service of the delivery service ("channel/destination"). Stopping
+it lets the send in flight finish and records its outcome (the store stops after delivery);
+a send still unanswered after ``stop_timeout`` is left open, to be sent again after restart.
+A stopping worker never waits for a retry time or a poll interval.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import random
 import time
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThreadPool
 
@@ -29,17 +35,20 @@ from engine.store.schema import DELIVERED, HELD, RETRYING
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 HEALTH_VALUE = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
+_ABANDONED = object()  # what a send left in flight at the stop bound comes back as
 
 
-class DestinationWorker:
+class DestinationWorker(Service):
     batch = 200
     poll_interval = 1.0
     lease_ttl = 15.0
+    stop_timeout = 10.0  # how long a stop waits for the send in flight
 
     def __init__(self, channel: str, config: dict, sender, *, queue: QueueStore, writer,
                  clock, metrics=None, run_db=None, rand: random.Random | None = None):  # fmt: skip
         self.channel = channel
-        self.name = config["name"]
+        self.destination = config["name"]
+        self.setName(f"{channel}/{self.destination}")
         self.config = config
         self.sender = sender
         self.queue = queue
@@ -49,7 +58,7 @@ class DestinationWorker:
         self.block = config.get("on_failure") == "block"
         self.rand = rand or random.Random()
         self.run_db = run_db or self._thread_db
-        self.log = get_logger("delivery", channel=channel, destination=self.name)
+        self.log = get_logger("delivery", channel=channel, destination=self.destination)
         self.health = HEALTHY
         self.paused = False
         self.holder = False
@@ -57,6 +66,9 @@ class DestinationWorker:
         self._waiter: Deferred | None = None
         self._timer = None
         self._done: Deferred | None = None
+        self._stopped: Deferred | None = None
+        self._sending: Deferred | None = None  # the send in flight, as the loop waits for it
+        self._sender_stopped: Deferred | None = None
         self._lease_at = -1e18
         self._codes: dict[str, object] = {}  # peer response code -> counter child
         self._metrics(metrics)
@@ -65,7 +77,7 @@ class DestinationWorker:
         self.m = m
         if m is None:
             return
-        labels = (self.channel, self.name)
+        labels = (self.channel, self.destination)
         self.m_delivered = m.delivered.labels(*labels)
         self.m_retried = m.retried.labels(*labels)
         self.m_dead = m.dead.labels(*labels)
@@ -79,7 +91,8 @@ class DestinationWorker:
         return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
 
     # lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def startService(self) -> None:
+        super().startService()
         self.sender.start()
         self._done = self._loop()
         self._done.addErrback(self._crashed)
@@ -88,15 +101,46 @@ class DestinationWorker:
         self.log.error("delivery worker stopped by an error", error=f.getErrorMessage()[:300])
         self._set_health(DOWN)
 
-    def stop(self) -> Deferred:
+    def stopService(self) -> Deferred:
+        """Finish the send in flight and record the outcomes reached, then stop the sender
+        and give the lease back. Fires when done; a send unanswered after ``stop_timeout``
+        is abandoned (left open: it is sent again after restart)."""
+        super().stopService()
+        if self._stopped is not None:
+            return self._stopped
         self._stopping = True
         self.wake()
-        d = self._done or succeed(None)
-        d.addBoth(lambda _: self.sender.stop())
+        loop = self._done or succeed(None)
+        if not loop.called:
+            bound = self.clock.callLater(self.stop_timeout, self._abandon)
+            loop.addBoth(lambda r: bound.cancel() if bound.active() else None)
+        loop.addBoth(lambda _: self._stop_sender())
+        loop.addBoth(lambda _: self._release())
+        loop.addErrback(lambda f: None)
+        self._stopped = loop
+        return loop
+
+    def _release(self):
         if self.holder:
-            d.addBoth(lambda _: self.run_db(self.queue.release, self.channel, self.name))
-        d.addErrback(lambda f: None)
-        return d
+            self.holder = False
+            return self.run_db(self.queue.release, self.channel, self.destination)
+        return None
+
+    def _abandon(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.called:
+            self.log.warning(
+                "a send is still unanswered at shutdown; it is left in the queue and sent "
+                "again after restart",
+                stop_timeout=self.stop_timeout,
+            )
+            sending.callback(_ABANDONED)
+        self._stop_sender()
+
+    def _stop_sender(self) -> Deferred:
+        if self._sender_stopped is None:
+            self._sender_stopped = self.sender.stop()
+        return self._sender_stopped
 
     def wake(self) -> None:
         """New deliveries or an operator action: look at the queue (and the pause state) now."""
@@ -109,6 +153,8 @@ class DestinationWorker:
             waiter.callback(None)
 
     def _sleep(self, seconds: float) -> Deferred:
+        if self._stopping:  # a stopping worker never waits: it records and ends
+            return succeed(None)
         self._waiter = d = Deferred()
         self._timer = self.clock.callLater(max(0.0, seconds), self.wake)
         return d
@@ -121,7 +167,7 @@ class DestinationWorker:
             # renew the lease and re-read pause state about every second
             if now - self._lease_at >= min(self.lease_ttl / 3, self.poll_interval):
                 self.holder, self.paused = yield self.run_db(
-                    self.queue.lease, self.channel, self.name, now, self.lease_ttl
+                    self.queue.lease, self.channel, self.destination, now, self.lease_ttl
                 )
                 self._lease_at = now
             if not self.holder or self.paused:
@@ -129,7 +175,7 @@ class DestinationWorker:
                 self._lease_at = -1e18  # look at the state again on waking
                 continue
             rows = yield self.run_db(
-                self.queue.claim, self.channel, self.name, self.batch, self.clock.seconds()
+                self.queue.claim, self.channel, self.destination, self.batch, self.clock.seconds()
             )
             if not rows:
                 yield self._sleep(self.poll_interval)
@@ -153,13 +199,15 @@ class DestinationWorker:
             if row.status == RETRYING and (row.next_attempt_at or 0) > now:
                 wait = row.next_attempt_at - now
                 break
-            delivery = Delivery(row.id, row.message_id, self.channel, self.name, row.payload,
+            delivery = Delivery(row.id, row.message_id, self.channel, self.destination, row.payload,
                                 row.content_type, row.attempts, row.created_at,
                                 row.control_id)  # fmt: skip
             try:
-                outcome = yield self.sender.send(delivery)
+                outcome = yield self._send(delivery)
             except Exception as exc:  # a sender must not raise; if it does, retry
                 outcome = Outcome.retry(f"sender error: {exc}")
+            if outcome is _ABANDONED:  # the stop bound passed: this row stays open
+                break
             stop_here, update = self._decide(row, outcome, self.clock.seconds())
             updates.append(update)
             if stop_here:  # dead: claim again at once; retry/held: the head waits
@@ -180,6 +228,20 @@ class DestinationWorker:
                 return max(wait or 0.0, 5 * self.poll_interval)
         return wait
 
+    def _send(self, delivery: Delivery) -> Deferred:
+        """The sender's answer, or _ABANDONED if the stop bound passes first."""
+        answer = Deferred()
+        self._sending = answer
+
+        def settle(result):
+            if self._sending is answer:
+                self._sending = None
+            if not answer.called:  # else abandoned: a late answer is not recorded
+                answer.callback(result)  # a Failure goes down the errback chain
+
+        self.sender.send(delivery).addBoth(settle)
+        return answer
+
     def _decide(self, row: QueuedRow, outcome: Outcome, now: float) -> tuple[bool, dict]:
         attempts = row.attempts + 1
         kind, delay, why = self.policy.decide(outcome, attempts, now - row.created_at, self.rand)
@@ -190,7 +252,7 @@ class DestinationWorker:
             child = self._codes.get(outcome.code)
             if child is None:
                 child = self._codes[outcome.code] = self.m.acks_received.labels(
-                    self.channel, self.name, outcome.code[:8]
+                    self.channel, self.destination, outcome.code[:8]
                 )
             child.inc()
         if kind == OK:

@@ -20,6 +20,10 @@ _HEADER_IDS = (b"MSH", b"BHS", b"FHS")
 _QUIET_JUNK = frozenset(b"\r\n\t \x00")
 
 
+# Per-connection settings a running connection can take new values of (see setLimits).
+LIMITS = ("max_frame_size", "frame_timeout", "idle_timeout", "require_end_of_data")
+
+
 def frame(payload: bytes) -> bytes:
     return START + payload + b"\x1c\x0d"
 
@@ -72,8 +76,22 @@ class FrameReceiver(Protocol):
     def connectionMade(self) -> None:
         self._buf = bytearray()
         self._last = self.clock.seconds()
-        if self.idle_timeout:
-            self._timer = self.clock.callLater(self.idle_timeout, self._onTimer)
+        self._rearm()
+
+    def setLimits(self, **limits) -> None:
+        """New limits on an open connection (a reload). A frame already buffered past the new
+        ``max_frame_size`` closes the connection; the timer runs again from the last activity
+        with the new timeouts; ``require_end_of_data`` holds from the next read."""
+        for key, value in limits.items():
+            if key not in LIMITS:
+                raise TypeError(f"not a connection limit: {key!r}")
+            setattr(self, key, value)
+        if self._closing:
+            return
+        if self._in_frame and len(self._buf) - self._start > self.max_frame_size:
+            self._tooLarge(len(self._buf) - self._start)
+            return
+        self._rearm()
 
     def connectionLost(self, reason=None) -> None:
         self._closing = True
@@ -179,6 +197,16 @@ class FrameReceiver(Protocol):
         self._buf = bytearray()
         self.frameError("frame_too_large", size)
         self._close()
+
+    def _rearm(self) -> None:
+        """The frame or idle timer, from the last activity, with the current timeouts."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        timeout = self.frame_timeout if self._in_frame else self.idle_timeout
+        if timeout:
+            delay = max(0.0, self._last + timeout - self.clock.seconds())
+            self._timer = self.clock.callLater(delay, self._onTimer)
 
     def _armFrameTimer(self) -> None:
         if not self.frame_timeout:

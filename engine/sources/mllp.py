@@ -1,4 +1,8 @@
-"""The MLLP listener: frames from :mod:`engine.mllp.framing`, ACKs written in frame order."""
+"""The MLLP listener: frames from :mod:`engine.mllp.framing`, ACKs written in frame order.
+
+On reload, a listener whose only changes are among :data:`LIVE_KEYS` keeps running: the new
+limits apply to new connections and to every open one (:meth:`MLLPServerFactory.applyLimits`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,19 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 
 from engine.logging import get_logger
-from engine.mllp.framing import FrameReceiver, frame
+from engine.mllp.framing import LIMITS, FrameReceiver, frame
 
 log = get_logger("mllp")
+
+# Listener keys a reload applies in place (any other change restarts the listener).
+LIVE_KEYS = frozenset({*LIMITS, "max_connections"})
+
+
+def applies_live(old: dict, new: dict) -> bool:
+    """Whether a listener's new config differs from its old one only in :data:`LIVE_KEYS`
+    (an MLLP listener: a directory has none)."""
+    changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    return bool(new.get("mllp")) and bool(changed) and changed <= LIVE_KEYS
 
 
 class MLLPServerProtocol(FrameReceiver):
@@ -21,10 +35,8 @@ class MLLPServerProtocol(FrameReceiver):
     def connectionMade(self) -> None:
         f = self.factory
         self.clock = f.clock
-        self.max_frame_size = f.max_frame_size
-        self.frame_timeout = f.frame_timeout
-        self.idle_timeout = f.idle_timeout
-        self.require_end_of_data = f.require_end_of_data
+        for key, value in f.limits.items():
+            setattr(self, key, value)
         super().connectionMade()
         peer = self.transport.getPeer()
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
@@ -109,11 +121,7 @@ class MLLPServerFactory(Factory):
         self.intake = intake
         self.clock = clock
         self.tls = tls
-        self.max_frame_size = int(listener.get("max_frame_size") or 16 * 1024 * 1024)
-        self.frame_timeout = listener.get("frame_timeout", 10.0)
-        self.idle_timeout = listener.get("idle_timeout")
-        self.require_end_of_data = listener.get("require_end_of_data", True)
-        self.max_connections = int(listener.get("max_connections") or 100)
+        self._readLimits(listener)
         self.open: set[MLLPServerProtocol] = set()
         self.stopping = False
         self.allow_networks = [
@@ -125,6 +133,25 @@ class MLLPServerFactory(Factory):
         self.m_refused = metrics.connections_refused.labels(self.name)
         self.m_open = metrics.connections_open.labels(self.name)
         self._frame_errors = metrics.frame_errors
+
+    def _readLimits(self, listener: dict) -> None:
+        self.limits = {  # for each connection (engine.mllp.framing.LIMITS)
+            "max_frame_size": int(listener.get("max_frame_size") or 16 * 1024 * 1024),
+            "frame_timeout": listener.get("frame_timeout", 10.0),
+            "idle_timeout": listener.get("idle_timeout"),
+            "require_end_of_data": listener.get("require_end_of_data", True),
+        }
+        self.max_connections = int(listener.get("max_connections") or 100)
+
+    def applyLimits(self, listener: dict) -> None:
+        """Reload: the listener's new limits for new connections and every open one. Lowering
+        max_connections closes none; new ones are refused until fewer are open."""
+        self.listener = listener
+        self._readLimits(listener)
+        for proto in list(self.open):
+            proto.setLimits(**self.limits)
+        self.log.info("limits applied", connections=len(self.open),
+                      max_connections=self.max_connections, **self.limits)  # fmt: skip
 
     def stopReading(self, timeout: float = 10.0) -> Deferred:
         """On shutdown: take no more frames, write the ACKs still owed as their commits end,
