@@ -24,6 +24,7 @@ from .validation import (
     did_you_mean,
     is_null,
     node_kind,
+    suggest,
 )
 
 
@@ -73,7 +74,7 @@ class StepList(FieldType):
             return {"kind": kind, "config": plain_value(value)}
         spec = steps.get(kind)
         if spec is None:
-            hint = did_you_mean(kind, steps)
+            hint = suggest(kind, sorted(steps), "step kinds")
             return ctx.error(key, f"unknown step kind '{kind}' in step {index + 1}{hint}")
         where = f"step {index + 1} ({kind})"
         child = At((*path, "config"), f"'{kind}'", where, kind)
