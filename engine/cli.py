@@ -226,13 +226,13 @@ def convert(file, channel, destination, config_path, validate, timezone) -> None
 def schema(out_dir: str | None) -> None:
     """JSON Schema of routes.yaml and channel files, for editor completion and checks."""
     import engine.components  # noqa: F401  (register the step and destination kinds)
-    from engine.config import json_schema, to_json_schema
-    from engine.testing import TEST_FILE
+    from engine.config import to_json_schema
+    from engine.testing_spec import channel_test_schema
 
     schemas = {
         "routes": to_json_schema("routes"),
         "channel": to_json_schema("channel"),
-        "channel-test": json_schema(TEST_FILE),
+        "channel-test": channel_test_schema(),
     }
     if out_dir is None:
         click.echo(json.dumps(schemas, indent=2))

@@ -229,12 +229,18 @@ CHANNEL = Spec(
 )  # fmt: skip
 
 
+def peek_text(node: Node, key: str) -> str | None:
+    """The text of a file's top-level `key`, read before validation, or None (validation
+    reports a value that is not usable)."""
+    value = _key_value(node, key)
+    if isinstance(value, ScalarNode) and value.value and not is_null(value):
+        return value.value
+    return None
+
+
 def channel_name(node: Node) -> str | None:
     """The name a channel file gives, read before validation, or None."""
-    name = _key_value(node, "name")
-    if isinstance(name, ScalarNode) and name.value and not is_null(name):
-        return name.value
-    return None
+    return peek_text(node, "name")
 
 
 def channel_where(node: Node) -> str | None:
