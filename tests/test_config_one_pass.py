@@ -117,6 +117,14 @@ def test_switchboard_run_starts_nothing_on_them(project):
     assert not (project / "var").exists()  # the store was not touched
 
 
+def test_a_missing_config_file_is_all_check_says(tmp_path):
+    (tmp_path / "channels").mkdir()
+    (tmp_path / "channels" / "bad.yaml").write_text("name: [bad\n")  # beside it, not read
+    out = _switchboard(tmp_path, "check", "-c", "nope.yaml")
+    assert out.returncode == 1
+    assert (out.stdout, out.stderr) == ("", "nope.yaml: file not found\n")
+
+
 CHANNEL = textwrap.dedent(
     """\
     name: adt
