@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.conditions import compile_condition
 from engine.config.errors import ConfigError, Problem
+from engine.config.validation import has_invalid
 from engine.destinations import DESTINATION_KINDS, Destination, Rendered
 from engine.hl7.ack import AckError
 from engine.hl7.message import Message
@@ -123,7 +124,9 @@ class Channel:
 
 def _build_steps(specs, runtime, config, base_path, problems) -> list[Step]:
     steps = []
-    for index, spec in enumerate(specs):
+    for index, spec in enumerate(specs or []):
+        if has_invalid(spec):
+            continue  # validation reported it
         cls = STEP_KINDS[spec["kind"]]
         try:
             steps.append(cls(spec["config"], runtime))
@@ -131,26 +134,23 @@ def _build_steps(specs, runtime, config, base_path, problems) -> list[Step]:
             path = (*base_path, index, "config")
             if exc.key:
                 path = (*path, exc.key)
-            loc = config.location(path)
-            message = f"step {index + 1} ({spec['kind']}): {exc}"
-            if loc is None:
-                problems.append(Problem(str(config.path), 0, 0, message))
-            else:
-                problems.append(Problem(loc.file, loc.line, loc.column, message))
+            problems.append(config.problem(path, f"step {index + 1} ({spec['kind']}): {exc}"))
     return steps
 
 
-def build_channels(config, runtime: Runtime) -> dict[str, Channel]:
-    """Build every channel of a validated config; raises ConfigError for build problems."""
-    problems: list[Problem] = []
+def _build(config, runtime: Runtime, problems: list[Problem]) -> dict[str, Channel]:
+    """Build every channel, step and destination that validated (the rest was reported by
+    validation); a build problem goes to `problems` at its file:line:column."""
     channels: dict[str, Channel] = {}
     for name, ch in config.channels.items():
         steps = _build_steps(ch["steps"], runtime, config, ("channels", name, "steps"), problems)
         targets = []
-        for d_index, dcfg in enumerate(ch["destinations"]):
+        for d_index, dcfg in enumerate(ch["destinations"] or []):
+            if has_invalid(dcfg):
+                continue
             cls = DESTINATION_KINDS[dcfg["kind"]]
             d_steps = _build_steps(
-                dcfg.get("steps") or [], runtime, config,
+                dcfg.get("steps"), runtime, config,
                 ("channels", name, "destinations", d_index, "steps"), problems,
             )  # fmt: skip
             when = compile_condition(dcfg["when"]) if dcfg.get("when") else None
@@ -158,16 +158,26 @@ def build_channels(config, runtime: Runtime) -> dict[str, Channel]:
                 destination = cls({**dcfg, "_base_dir": config.base_dir})
             except ValueError as exc:  # e.g. a template with a bad field path
                 path = ("channels", name, "destinations", d_index)
-                loc = config.location(path)
-                message = f"destination '{dcfg['name']}': {exc}"
-                problems.append(
-                    Problem(loc.file, loc.line, loc.column, message)
-                    if loc
-                    else Problem(str(config.path), 0, 0, message)
-                )
+                problems.append(config.problem(path, f"destination '{dcfg['name']}': {exc}"))
                 continue
             targets.append(_Target(destination, d_steps, when, bool(dcfg.get("flagged_only"))))
         channels[name] = Channel(name, steps, targets)
+    return channels
+
+
+def build_channels(config, runtime: Runtime) -> dict[str, Channel]:
+    """Build every channel of a validated config; raises ConfigError for build problems."""
+    problems: list[Problem] = []
+    channels = _build(config, runtime, problems)
     if problems:
         raise ConfigError(problems)
     return channels
+
+
+def channel_problems(config) -> list[Problem]:
+    """The build problems of a config, which may have failed validation in places: what
+    validated is built and thrown away (functions import, tables and stylesheets load).
+    A transforms module the engine already runs is checked without being changed."""
+    problems: list[Problem] = []
+    _build(config, Runtime(base_dir=config.base_dir, checking=True), problems)
+    return problems

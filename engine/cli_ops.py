@@ -70,7 +70,8 @@ def status(config_path: str, as_json: bool) -> None:
     for item in data.get("listeners", []):
         click.echo(f"{item['name'][:16]:17} {item['kind']:10} {item['running']!s:8} "
                    f"{item.get('ack') or '-'}")  # fmt: skip
-    click.echo("\\nDESTINATION                      HEALTH     PAUSED  OPEN   DEAD  OLDEST")
+    click.echo()
+    click.echo("DESTINATION                      HEALTH     PAUSED  OPEN   DEAD  OLDEST")
     for d in data.get("destinations", []):
         depth = d.get("depth") or {}
         open_ = sum(v for k, v in depth.items() if k != "dead")

@@ -9,7 +9,7 @@ tests, each an input message and what to expect::
         expect:
           ack: AA                                     # the ACK the engine would answer
           flags: [critical-glucose]
-          epic: {fields: {OBX[1]-3.1: 2345-7, MSH-5: EPIC}}
+          epic: {fields: {"OBX[1]-3.1": 2345-7, MSH-5: EPIC}}
           rest-json: {contains: {segments: [[MSH]]}}
       - name: unknown facility is filtered
         input: {text: "MSH|^~\\\\&|X|NOWHERE|..."}
@@ -18,7 +18,9 @@ tests, each an input message and what to expect::
 ``ack`` is computed as an ``after_routing`` listener would answer with the message routed to
 this channel (AE when a step fails), unless the test names a real ``listener:``, whose settings
 and the real routes are used. Every failure is reported with its file:line:column and
-expected vs actual; nothing is sent anywhere.
+expected vs actual; nothing is sent anywhere. A test file with an error (YAML, an unknown key)
+is reported with its file:line:column and runs no test; the other files still run. The spec
+of the file is in ``engine.testing_spec``.
 """
 
 from __future__ import annotations
@@ -28,138 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yaml.nodes import MappingNode, Node, ScalarNode
-
-from engine.config import ConfigError, Field, Spec, load_config
-from engine.config.containers import ListOf, StrOrList
+from engine.config import ConfigError, load_config
+from engine.config.channel_spec import peek_text
 from engine.config.errors import Problem, display_path
 from engine.config.loader import Location, load_yaml
-from engine.config.scalars import Bool, Enum, String
-from engine.config.spec import Nested
-from engine.config.validation import At, Ctx, FieldType, node_kind
-from engine.hl7.path import PathError, parse_path
+from engine.config.validation import At, Ctx
 from engine.intake import ack_code_to_send, apply_channels, assess
 from engine.pipeline import Pipeline, build_pipeline
 from engine.router import Router
-
-ACKS = ("AA", "AE", "AR", "CA", "CE", "CR", "none")
-
-
-class _AnyValue(FieldType):
-    """Any YAML value, kept as plain data (for `contains`)."""
-
-    name = "value"
-
-    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
-        from engine.config.channel_spec import plain_value
-
-        ctx.record_tree(at.path, node)
-        return plain_value(node)
-
-
-class _Fields(FieldType):
-    """`{PATH: expected}`: paths checked, expected values taken as text."""
-
-    name = "mapping of field path to expected value"
-
-    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
-        if not isinstance(node, MappingNode):
-            return self.wrong_type(node, ctx, at)
-        out = {}
-        for key, value in node.value:
-            ctx.record((*at.path, key.value), key)
-            try:
-                parse_path(key.value)
-            except PathError as exc:
-                ctx.error(key, str(exc))
-                continue
-            if not isinstance(value, ScalarNode):
-                ctx.error(value, f"expected a value for '{key.value}', got {node_kind(value)}")
-                continue
-            out[key.value] = "" if value.tag.endswith(":null") else value.value
-        return out
-
-
-OUTPUT = Spec(
-    "expected output",
-    "What one destination should receive.",
-    (
-        Field("fields", _Fields(), "Field values of the rendered HL7 message."),
-        Field("contains", _AnyValue(), "A JSON subset the rendered body must contain."),
-        Field("text", String(), "Text the rendered body must contain."),
-    ),
-)
-
-EXPECT_KEYS = ("ack", "filtered", "errored", "flags", "no_output", "routed")
-
-
-class _Expect(FieldType):
-    """Known keys plus one key per destination of the channel."""
-
-    name = "expectations"
-
-    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
-        if not isinstance(node, MappingNode):
-            return self.wrong_type(node, ctx, at)
-        known = Spec("expect", "", (
-            Field("ack", Enum(*ACKS), "The ACK code answered (after_routing), or none."),
-            Field("filtered", Bool(), "The channel filtered the message out."),
-            Field("errored", String(), "A step failed; the reason contains this text "
-                  "(true: any reason)."),
-            Field("flags", StrOrList(), "The flags a flag step set, in order."),
-            Field("no_output", StrOrList(), "Destinations that must receive nothing."),
-            Field("routed", Bool(), "With a listener: the real routes send it here."),
-        ))  # fmt: skip
-        plain = MappingNode(node.tag, [(k, v) for k, v in node.value if k.value in EXPECT_KEYS])
-        out = known.validate(plain, ctx, at, at.where) or {}
-        out = {k: v for k, v in out.items() if v is not None}
-        outputs = {}
-        for key, value in node.value:
-            if key.value in EXPECT_KEYS:
-                continue
-            ctx.record((*at.path, key.value), key)
-            outputs[key.value] = OUTPUT.validate(
-                value, ctx, At((*at.path, key.value), f"'{key.value}'", at.where), at.where
-            )
-        out["outputs"] = outputs
-        return out
-
-
-class _Input(FieldType):
-    name = "input"
-
-    def check(self, node: Node, ctx: Ctx, at: At) -> Any:
-        return INPUT.validate(node, ctx, at, at.where)
-
-
-INPUT = Spec(
-    "input",
-    "The message: a file (relative to the test file) or inline text (LF or CR separators).",
-    (Field("file", String(), "Path of an HL7 file."), Field("text", String(), "The message.")),
-    exactly_one_of=("file", "text"),
-)
-
-TEST = Spec(
-    "test",
-    "One channel test.",
-    (
-        Field("name", String(), "What the test shows.", required=True),
-        Field("input", _Input(), "The message.", required=True),
-        Field("listener", String(), "Use this listener's settings and the real routes."),
-        Field("expect", _Expect(), "What should happen.", required=True),
-    ),
-    label_key="name",
-)
-
-TEST_FILE = Spec(
-    "channel test file",
-    "Tests of one channel.",
-    (
-        Field("channel", String(), "The channel (default: the file name without _test.yaml)."),
-        Field("config", String(), "routes.yaml to load (default: found above the file)."),
-        Field("tests", ListOf(Nested(TEST), min_items=1), "The tests.", required=True),
-    ),
-)
+from engine.testing_spec import test_file_spec
 
 
 @dataclass
@@ -219,34 +98,21 @@ def run_tests(paths: list[str | Path]) -> Report:
     return report
 
 
-def _run_file(file: Path, report: Report, cache) -> None:
+def _run_file(file: Path, report: Report, cache: dict) -> None:
     root, problems = load_yaml(file)
     if root is None:
         report.problems.extend(problems)
         return
+    given = peek_text(root, "config")
+    config_path = file.parent / given if given else _find_config(file)
+    loaded = _load(config_path, cache, report) if config_path else None
+    channel = peek_text(root, "channel") or file.name.removesuffix("_test.yaml")
+    built = loaded[1].channels.get(channel) if loaded else None
+    destinations = sorted(t.destination.name for t in built.targets) if built else None
     ctx = Ctx(str(file.absolute()), file.parent, problems, {})
-    spec = TEST_FILE.validate(root, ctx, At((), "the test file", None), None)
-    if problems:
-        report.problems.extend(problems)
-        return
-    config_path = (file.parent / spec["config"]) if spec.get("config") else _find_config(file)
-    if config_path is None:
-        report.problems.append(Problem(str(file), 0, 0, "no routes.yaml found above this file; "
-                                       "name one with 'config:'"))  # fmt: skip
-        return
-    key = config_path.resolve()
-    if key not in cache:
-        try:
-            config = load_config(config_path)
-            cache[key] = (config, build_pipeline(config))
-        except ConfigError as exc:
-            report.problems.extend(exc.problems)
-            cache[key] = None
-            return
-    if cache[key] is None:
-        return
-    config, pipeline = cache[key]
-    channel = spec.get("channel") or file.name.removesuffix("_test.yaml")
+    spec = test_file_spec(channel, destinations).validate(
+        root, ctx, At((), "the test file", None), None
+    )
 
     def loc(path: tuple) -> Location:
         """Where a value of the test file was written (or its nearest parent)."""
@@ -256,30 +122,39 @@ def _run_file(file: Path, report: Report, cache) -> None:
             path = path[:-1]
         return Location(str(file.absolute()), 1, 1)
 
-    if channel not in pipeline.channels:
-        report.problems.append(loc(("channel",)).problem(f"no channel named '{channel}'"))
+    if config_path is None:
+        problems.append(Problem(str(file), 0, 0, "no routes.yaml found above this file; "
+                                "name one with 'config:'"))  # fmt: skip
+    elif loaded and built is None:
+        channels = ", ".join(sorted(loaded[1].channels)) or "none"
+        problems.append(loc(("channel",)).problem(f"no channel named '{channel}' "
+                                                  f"(channels: {channels})"))  # fmt: skip
+    if problems or not loaded:
+        report.problems.extend(problems)  # a test file with errors runs no test
         return
-    destinations = {t.destination.name for t in pipeline.channels[channel].targets}
+    config, pipeline = loaded
     for index, test in enumerate(spec["tests"]):
         where = ("tests", index)
         label = f"{channel} / {test['name']}"
-        for dest in test["expect"]["outputs"]:
-            if dest not in destinations:
-                report.problems.append(
-                    loc((*where, "expect", dest)).problem(
-                        f"'{dest}' is not a destination of channel '{channel}' "
-                        f"(it has: {', '.join(sorted(destinations)) or 'none'})"
-                    )
-                )
-        for dest in test["expect"].get("no_output", []):
-            if dest not in destinations:
-                report.problems.append(loc((*where, "expect", "no_output")).problem(
-                    f"'{dest}' is not a destination of channel '{channel}'"))  # fmt: skip
         failures = _run_one(file, test, channel, config, pipeline, lambda p, w=where: loc((*w, *p)))
         if failures:
             report.failures.extend(Failure(location, label, msg) for location, msg in failures)
         else:
             report.passed += 1
+
+
+def _load(config_path: Path, cache: dict, report: Report) -> tuple[Any, Pipeline] | None:
+    """The config and pipeline at `config_path`, loaded once for all the files that use it;
+    its problems are reported once."""
+    key = config_path.resolve()
+    if key not in cache:
+        try:
+            config = load_config(config_path)
+            cache[key] = (config, build_pipeline(config))
+        except ConfigError as exc:
+            report.problems.extend(exc.problems)
+            cache[key] = None
+    return cache[key]
 
 
 def _payload(file: Path, test: dict) -> bytes:
@@ -423,11 +298,14 @@ def _missing(want, got, where: str) -> str | None:
 
 
 def format_report(report: Report) -> str:
-    lines = [p.format() for p in sorted(set(report.problems))]
-    lines += [f.format() for f in report.failures]
-    failed = len({f.test for f in report.failures})
-    failed += 1 if report.problems and not report.failures else 0
-    lines.append(f"{report.passed} passed, {failed} failed")
+    """Problems, failures, then `N passed, M failed` and, when there were problems, how many
+    in how many files (`, 1 error in 1 file`)."""
+    problems = sorted(set(report.problems))
+    lines = [p.format() for p in problems] + [f.format() for f in report.failures]
+    summary = f"{report.passed} passed, {len({f.test for f in report.failures})} failed"
+    if problems:
+        summary += ", " + ConfigError(problems).format().splitlines()[-1].rstrip(".")
+    lines.append(summary)
     return "\n".join(lines)
 
 

@@ -371,10 +371,15 @@ def test_paths_outside_the_current_directory_are_shown_absolute(
 def test_a_missing_routes_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
-    assert errors_of(tmp_path / "routes.yaml") == [
-        "routes.yaml: cannot read file: No such file or directory",
-        "1 error in 1 file.",
-    ]
+    write(tmp_path, "channels/broken.yaml", "name: [broken\n")  # not looked at
+
+    assert errors_of(tmp_path / "routes.yaml") == ["routes.yaml: file not found"]
+    assert errors_of(tmp_path / "channels") == ["channels: is a directory, not a file"]
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "routes.yaml")
+    assert caught.value.format("nothing was started.") == (
+        "routes.yaml: file not found; nothing was started."
+    )
 
 
 def test_channels_dir_and_test_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

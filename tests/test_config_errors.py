@@ -87,10 +87,31 @@ def test_unknown_key_with_a_suggestion() -> None:
     ]
 
 
-def test_unknown_keys_at_the_top_and_without_a_suggestion() -> None:
+def test_unknown_keys_at_the_top_and_without_a_suggestion_list_the_valid_keys() -> None:
     assert errors("listners: []\nwhatever: 1\n") == [
         "routes.yaml:1:1: unknown key 'listners' in routes.yaml; did you mean 'listeners'?",
-        "routes.yaml:2:1: unknown key 'whatever' in routes.yaml",
+        "routes.yaml:2:1: unknown key 'whatever' in routes.yaml; valid keys: store, "
+        "store_options, channels_dir, listeners, admin, logging, routes",
+    ]
+
+
+def test_far_unknown_names_list_what_is_valid() -> None:
+    lines = errors(
+        listener("when_idle: 5s") + "routes:\n  - {match: {when: {feld: PV1-2, xx: 1}}, to: a}\n",
+        registry(),
+        a="name: a\nsteps:\n  - zap: {}\n",
+    )
+    assert lines == [
+        "channels/a.yaml:3:5: unknown step kind 'zap' in step 1; step kinds: python, set, "
+        "translate",
+        "routes.yaml:4:5: unknown key 'when_idle' in listener 'lab-in'; valid keys: name, mllp, "
+        "directory, tls, ack, enhanced_ack, charset, versions, processing_ids, "
+        "duplicate_window, max_frame_size, frame_timeout, idle_timeout, max_connections, "
+        "allow_addresses, allow_subjects, require_end_of_data, normalize_newlines, "
+        "poll_interval, settle_time, pattern",
+        "routes.yaml:6:21: unknown key 'feld' in 'when'; did you mean 'field'?",
+        "routes.yaml:6:34: unknown key 'xx' in 'when'; valid keys: field, equals, not_equals, "
+        "in, not_in, regex, exists, all, any, not",
     ]
 
 
@@ -430,8 +451,8 @@ def test_routes_name_known_channels_and_listeners() -> None:
     ) == [
         "routes.yaml:3:33: unknown listener 'lab-inn'; did you mean 'lab-in'?",
         "routes.yaml:3:48: unknown channel 'lab-resluts'; did you mean 'lab-results'?",
-        "routes.yaml:4:24: unknown listener 'x'",
-        "routes.yaml:4:46: unknown channel 'zzz'",
+        "routes.yaml:4:24: unknown listener 'x'; listeners: lab-in",
+        "routes.yaml:4:46: unknown channel 'zzz'; channels: lab-results",
     ]
 
 

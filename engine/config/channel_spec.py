@@ -24,6 +24,7 @@ from .validation import (
     did_you_mean,
     is_null,
     node_kind,
+    suggest,
 )
 
 
@@ -73,7 +74,7 @@ class StepList(FieldType):
             return {"kind": kind, "config": plain_value(value)}
         spec = steps.get(kind)
         if spec is None:
-            hint = did_you_mean(kind, steps)
+            hint = suggest(kind, sorted(steps), "step kinds")
             return ctx.error(key, f"unknown step kind '{kind}' in step {index + 1}{hint}")
         where = f"step {index + 1} ({kind})"
         child = At((*path, "config"), f"'{kind}'", where, kind)
@@ -228,12 +229,18 @@ CHANNEL = Spec(
 )  # fmt: skip
 
 
+def peek_text(node: Node, key: str) -> str | None:
+    """The text of a file's top-level `key`, read before validation, or None (validation
+    reports a value that is not usable)."""
+    value = _key_value(node, key)
+    if isinstance(value, ScalarNode) and value.value and not is_null(value):
+        return value.value
+    return None
+
+
 def channel_name(node: Node) -> str | None:
     """The name a channel file gives, read before validation, or None."""
-    name = _key_value(node, "name")
-    if isinstance(name, ScalarNode) and name.value and not is_null(name):
-        return name.value
-    return None
+    return peek_text(node, "name")
 
 
 def channel_where(node: Node) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 from .endpoints import Endpoint, parse_endpoint
 from .errors import Problem, display_path
 from .loader import Location
-from .validation import Path_, did_you_mean
+from .validation import Path_, suggest
 
 Locations = Mapping[Path_, Location]
 
@@ -115,14 +115,14 @@ def check_routes(
             continue
         for position, name in enumerate(route.get("to") or []):
             if isinstance(name, str) and name not in channel_names:
-                hint = did_you_mean(name, channel_names)
+                hint = suggest(name, sorted(channel_names), "channels")
                 path = ("routes", index, "to", position)
                 found.append(_problem(locations, path, f"unknown channel '{name}'{hint}"))
         match = route.get("match")
         listeners = match.get("listener") if isinstance(match, dict) else None
         for position, name in enumerate(listeners or []):
             if isinstance(name, str) and name not in listener_names:
-                hint = did_you_mean(name, listener_names)
+                hint = suggest(name, sorted(listener_names), "listeners")
                 path = ("routes", index, "match", "listener", position)
                 found.append(_problem(locations, path, f"unknown listener '{name}'{hint}"))
     return [problem for problem in found if problem is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .validation import did_you_mean
+from .validation import did_you_mean, suggest
 
 _SERVER_OPTIONS = {
     "tcp": {"port", "interface", "backlog"},
@@ -76,7 +76,7 @@ def parse_endpoint(text: str, server: bool = True) -> Endpoint:
         name, sep, value = part.partition("=")
         if sep:
             if name not in kinds[kind]:
-                hint = did_you_mean(name, kinds[kind])
+                hint = suggest(name, kinds[kind], "options")
                 raise ValueError(f"unknown option '{name}' for '{kind}:'{hint}")
             options[name] = value.replace("\\:", ":")
         else:

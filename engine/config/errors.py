@@ -55,3 +55,12 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return self.format()
+
+
+class UnreadableConfig(ConfigError):
+    """routes.yaml itself cannot be read (missing, a directory, no permission): one line says
+    so, and there is nothing else to count."""
+
+    def format(self, trailer: str | None = None) -> str:
+        line = self.problems[0].format()
+        return f"{line}; {trailer}" if trailer else line

@@ -16,7 +16,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from engine.hl7.path import PathError, parse_path
 
 from .scalars import scalar_value
-from .validation import INVALID, At, Ctx, FieldType, did_you_mean, is_null, node_kind
+from .validation import INVALID, At, Ctx, FieldType, is_null, node_kind, suggest
 
 TESTS = ("equals", "not_equals", "in", "not_in", "regex", "exists")
 COMBINATORS = ("all", "any", "not")
@@ -90,7 +90,7 @@ class Condition(FieldType):
             return INVALID if INVALID in items else {key: items}
         unknown = [k for k in keys if k not in (*TESTS, "field")]
         for key in unknown:
-            hint = did_you_mean(key, (*TESTS, *COMBINATORS, "field"))
+            hint = suggest(key, ("field", *TESTS, *COMBINATORS))
             ctx.error(keys[key][0], f"unknown key '{key}' in {at.key}{hint}")
         if unknown:
             return INVALID

@@ -10,11 +10,11 @@ from typing import Any
 
 from .channel_spec import CHANNEL, channel_name, channel_where
 from .checks import check_listeners, check_retention, check_routes
-from .errors import ConfigError, Problem, display_path
+from .errors import ConfigError, Problem, UnreadableConfig, display_path
 from .loader import Location, load_yaml
-from .registry import Registry
+from .registry import Registry, default_registry
 from .routes_spec import ROUTES
-from .validation import At, Ctx, Path_
+from .validation import INVALID, At, Ctx, Path_
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +52,11 @@ class Config:
         location = self.location(path)
         return str(location) if location else display_path(self.path)
 
+    def problem(self, path: Path_, message: str) -> Problem:
+        """A problem at the value at `path` (or its nearest parent; else the whole file)."""
+        location = self.location(path)
+        return location.problem(message) if location else Problem(str(self.path), 0, 0, message)
+
     def listener(self, name: str) -> dict[str, Any]:
         for listener in self.listeners:
             if listener["name"] == name:
@@ -64,16 +69,24 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     registry: Registry | None = None,
 ) -> Config:
-    """Load and validate routes.yaml and every channel file. Raises ConfigError listing every
-    problem of every file. `environ` replaces os.environ for `${VAR}` substitution."""
+    """Load and validate routes.yaml and every channel file, and run the registry's checks
+    (with the default registry: the channels are built, so functions import and tables load).
+    Raises ConfigError listing every problem of every file, found in this one pass; when
+    routes.yaml itself cannot be read, that is the only problem. `environ` replaces
+    os.environ for `${VAR}` substitution."""
     if registry is None:
-        import engine.components  # noqa: F401  (the built-in step and destination kinds)
+        import engine.components  # noqa: F401  (the built-in kinds and checks)
     file = Path(os.path.abspath(path))
     base_dir = file.parent
     problems: list[Problem] = []
     locations: dict[Path_, Location] = {}
     top: dict[str, Any] = {}
+    if file.is_dir() or not file.exists():
+        missing = "is a directory, not a file" if file.is_dir() else "file not found"
+        raise UnreadableConfig([Problem(str(file), 0, 0, missing)])
     root, found = load_yaml(file, environ)
+    if root is None and found and found[0].line == 0:  # unreadable: nothing else to say
+        raise UnreadableConfig(found)
     problems.extend(found)
     if root is not None:
         ctx = Ctx(str(file), base_dir, problems, locations, registry)
@@ -92,21 +105,24 @@ def load_config(
     }
     problems.extend(check_routes(top.get("routes") or [], listener_names, loader.names, locations))
     problems.extend(check_retention(top.get("store_options"), listeners, locations))
-    if problems:
-        raise ConfigError(problems)
-    return Config(
+    config = Config(
         path=file,
         base_dir=base_dir,
-        store=top["store"],
-        store_options=top["store_options"],
+        store=top.get("store", INVALID),
+        store_options=top.get("store_options", INVALID),
         channels_dir=channels_dir,
         listeners=listeners,
-        admin=top["admin"],
-        logging=top["logging"],
-        routes=top["routes"],
+        admin=top.get("admin", INVALID),
+        logging=top.get("logging", INVALID),
+        routes=top.get("routes", INVALID),
         channels=loader.channels,
         locations=locations,
     )
+    for check in (registry or default_registry).checks:
+        problems.extend(check(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 class _ChannelLoader:

@@ -17,7 +17,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from .errors import display_path
 from .units import parse_duration, parse_size
-from .validation import INVALID, At, Ctx, FieldType, closest, is_null
+from .validation import INVALID, At, Ctx, FieldType, closest, is_null, suggest
 
 __all__ = [
     "JSON_SCHEMA_DIALECT",
@@ -123,10 +123,9 @@ class Spec:
                 continue
             spec_field = self.field(key.value)
             if spec_field is None:
-                match = closest(key.value, self.keys)
-                hint = f"; did you mean '{match}'?" if match else ""
+                hint = suggest(key.value, self.keys)
                 ctx.error(key, f"unknown key '{key.value}' in {label}{hint}")
-                suggested.add(match or "")
+                suggested.add(closest(key.value, self.keys) or "")
                 continue
             present[key.value] = key
             child = At((*at.path, key.value), f"'{key.value}'", where, key.value)

@@ -132,6 +132,27 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     return f"; did you mean '{match}'?" if match else ""
 
 
+def suggest(word: str, choices: Iterable[str], listing: str = "valid keys") -> str:
+    """`; did you mean 'x'?` when a choice is close, else `; valid keys: a, b, c`: a name
+    that is not known always comes with what would have been right (empty without choices)."""
+    choices = list(choices)
+    hint = did_you_mean(word, choices)
+    if hint or not choices:
+        return hint
+    return f"; {listing}: {quoted_list(choices)}"
+
+
+def has_invalid(value: Any) -> bool:
+    """Whether a validated value, or anything inside it, failed validation."""
+    if value is INVALID:
+        return True
+    if isinstance(value, dict):
+        return any(has_invalid(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_invalid(item) for item in value)
+    return False
+
+
 def quoted_list(values: Iterable[str]) -> str:
     return ", ".join(str(value) for value in values)
 

@@ -49,6 +49,7 @@ class Runtime:
     tables: Any = None  # engine.steps.tables.TableCache, created on demand
     log: Any = None
     reloading: bool = False  # re-import transforms modules (SIGHUP, switchboard reload)
+    checking: bool = False  # a config check: steps are built to find problems, then dropped
 
     def path(self, name: str | Path) -> Path:
         p = Path(name)

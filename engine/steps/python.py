@@ -9,6 +9,7 @@ message out; raising an exception fails it with the exception's text as the reas
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 from engine.config import Field, Spec
@@ -31,13 +32,21 @@ PYTHON = Spec(
 )  # fmt: skip
 
 
-def load_function(spec: str, base_dir, reload: bool = False):
+def load_function(spec: str, base_dir, reload: bool = False, check: bool = False):
+    """The function `module.path:function` names, imported with `base_dir` on sys.path.
+
+    `reload` re-imports a module already loaded, in place (SIGHUP). `check` only checks it:
+    a module already loaded is run again from its file into a throwaway module, so a config
+    check sees the file as it is now and the module the engine runs stays as it is.
+    """
     module_name, _, name = spec.partition(":")
     root = str(base_dir)
     if root not in sys.path:
         sys.path.insert(0, root)
     try:
-        if reload and module_name in sys.modules:
+        if check and module_name in sys.modules:
+            module = _fresh_copy(sys.modules[module_name])
+        elif reload and module_name in sys.modules:
             module = importlib.reload(sys.modules[module_name])
         else:
             module = importlib.import_module(module_name)
@@ -51,6 +60,16 @@ def load_function(spec: str, base_dir, reload: bool = False):
     return fn
 
 
+def _fresh_copy(module):
+    """`module` run again from its source into a new module object, not put in sys.modules."""
+    spec = module.__spec__
+    if spec is None or spec.origin is None or not hasattr(spec.loader, "exec_module"):
+        return module  # built in or made by hand: nothing on disk to check
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    return copy
+
+
 @step_kind(
     "python",
     PYTHON,
@@ -61,7 +80,10 @@ class Python(Step):
     def __init__(self, config, runtime):
         super().__init__(config, runtime)
         self.fn = load_function(
-            config["function"], runtime.base_dir, reload=getattr(runtime, "reloading", False)
+            config["function"],
+            runtime.base_dir,
+            reload=getattr(runtime, "reloading", False),
+            check=getattr(runtime, "checking", False),
         )
         self.options = config["options"]
 
