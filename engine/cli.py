@@ -477,6 +477,7 @@ def messages_show(ctx, message_id: int, raw: bool) -> None:
     body = row.pop("raw")
     ack = row.pop("ack")
     row.pop("dedup_key", None)
+    row.pop("body_hash", None)
     row["received_at"] = _iso(row["received_at"])
     charset = row.get("charset") or "latin-1"
     text = body.decode(charset, errors="replace")

@@ -117,6 +117,7 @@ def message_detail(engine: Engine, message_id: int, sealer=None) -> dict | None:
     sealer = sealer or NULL_SEALER  # engine.store.crypto: bodies may be sealed at rest
     raw, ack = sealer.open(msg.pop("raw")), sealer.open(msg.pop("ack"))
     msg.pop("dedup_key", None)
+    msg.pop("body_hash", None)
     msg["raw"] = _decode(raw, charset)
     msg["ack"] = _decode(ack, charset)
     msg["channel_runs"] = [
