@@ -361,8 +361,32 @@ class Intake:
         a, row = self.prepare(payload, peer, peer_cert)
         self._store_then(a, row, self.window if row["dedup_key"] else 0.0, started, reply)
 
-    def _store_then(self, a, row, window, started, reply) -> None:
+    def reprocess(self, payload: bytes, original_id: int, peer: str,
+                  stands_in: tuple | None = None) -> Deferred:  # fmt: skip
+        """Take a stored message in again on the current config (an operator's replay):
+        routing, channels, storage modes and outputs as for any message, without the
+        duplicate check, stored linked to the original. ``stands_in``: the original's
+        (dedup_key, body_hash) when ``payload`` is an edited body; with the same dedup_key it
+        takes the original's fingerprint, so the sender's resend of the original is answered
+        as its duplicate. Fires with {id, status, ack_code, ack}, or None (not stored)."""
+        started = time.perf_counter()
+        a, row = self.prepare(payload, peer)
+        row["reprocess_of"] = original_id
+        if stands_in is not None and stands_in[0] == row["dedup_key"] and stands_in[1]:
+            row["body_hash"] = stands_in[1]
+        d = Deferred()
+
+        def reply(ack, result) -> None:
+            d.callback(None if result is None else {
+                "id": result.id, "status": row["status"], "ack_code": row["ack_code"],
+                "ack": ack})  # fmt: skip
+
+        self._store_then(a, row, 0.0, started, reply, with_result=True)
+        return d
+
+    def _store_then(self, a, row, window, started, reply, with_result=False) -> None:
         def stored(outcome) -> None:
+            result = None
             if isinstance(outcome, Failure):
                 ack = self.store_failed(a, outcome)
             else:
@@ -375,12 +399,19 @@ class Intake:
                     self.log.debug("intake bookkeeping failure", exc_info=True)
                     ack = (result.changes or row)["_ack"] if result.duplicate_of is None else None
                 self.m_latency.observe(time.perf_counter() - started)
-            reply(ack)
+            if with_result:
+                reply(ack, result)
+            else:
+                reply(ack)
 
         try:
             self.writer.submit_then([row], [window], stored)
         except Exception:
-            reply(self.store_failed(a, Failure()))
+            failed = self.store_failed(a, Failure())
+            if with_result:
+                reply(failed, None)
+            else:
+                reply(failed)
 
     def _count_channel(self, channel: str, status: str) -> None:
         child = self._channel_children.get((channel, status))
