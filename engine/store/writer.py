@@ -297,7 +297,9 @@ class StoreWriter:
         known = self._existing(cur, sql, batch)
         seen: dict[str, list[int]] = {}  # dedup_key -> indexes of this batch's inserts
         inserts: list[dict] = []
-        plan: list[list] = []  # per request: per row (verdict, insert index, candidate, changes)
+        # per request: per row the index of its insert (new), or (verdict, insert index or
+        # None, candidate, changes) for a row that follows an earlier one (engine.store.dedup)
+        plan: list[list] = []
         dup_ids: list[int] = []
         for req in batch:
             file_id = None
@@ -308,24 +310,29 @@ class StoreWriter:
                 key = row.get("dedup_key")
                 if file_id is not None:
                     row["source_file"] = file_id
-                verdict, hit, changes = dedup.NEW, None, None
+                step = len(inserts)
                 if key and window > 0 and (key in known or key in seen):
                     earlier = known.get(key, []) + [
                         dedup.from_row(i, inserts[i]) for i in seen.get(key, ())
                     ]
                     verdict, hit = dedup.classify(earlier, row, window)
+                    changes = None
                     if verdict == dedup.CONFLICT:
                         policy = row.get("_on_conflict")
                         changes = policy(row) if policy is not None else None
-                if verdict == dedup.DUPLICATE or (verdict == dedup.CONFLICT and changes is None):
-                    steps.append((verdict, None, hit, None))
-                    continue
-                if verdict != dedup.NEW:  # stored linked to the row it follows
-                    link = "reprocess_of" if verdict == dedup.RETRY else "conflicts_with"
-                    row = {**row, **(changes or {}), link: hit.ref if hit.stored else None}
+                        if changes is None:  # ack_first: as a duplicate, flagged
+                            steps.append((verdict, None, hit, None))
+                            continue
+                    elif verdict == dedup.DUPLICATE:  # answered with the first message's ACK
+                        steps.append((verdict, None, hit, None))
+                        continue
+                    if verdict != dedup.NEW:  # stored, linked to the row it follows
+                        link = "reprocess_of" if verdict == dedup.RETRY else "conflicts_with"
+                        row = {**row, **(changes or {}), link: hit.ref if hit.stored else None}
+                        step = (verdict, step, hit, changes)
                 if key:
                     seen.setdefault(key, []).append(len(inserts))
-                steps.append((verdict, len(inserts), hit, changes))
+                steps.append(step)
                 inserts.append(row)
             plan.append(steps)
         ids = sql.insert(cur, inserts) if inserts else []
@@ -335,8 +342,12 @@ class StoreWriter:
         late: dict[str, list[dict]] = {}  # links to rows of this batch, known once inserted
         for req, steps in zip(batch, plan, strict=True):
             results: list = [] if req.file is None else [steps[0]]
-            for verdict, index, hit, changes in steps[1:]:
-                first = None if hit is None else (hit.ref if hit.stored else ids[hit.ref])
+            for step in steps[1:]:
+                if step.__class__ is int:  # new
+                    results.append(RowResult(ids[step]))
+                    continue
+                verdict, index, hit, changes = step
+                first = hit.ref if hit.stored else ids[hit.ref]
                 if index is None:  # answered with the first message's ACK
                     dup_ids.append(first)
                     conflict = first if verdict == dedup.CONFLICT else None
@@ -347,7 +358,7 @@ class StoreWriter:
                     result.reprocess_of = first
                 elif verdict == dedup.CONFLICT:
                     result.conflict_with, result.changes = first, changes
-                if hit is not None and not hit.stored:
+                if not hit.stored:
                     link = "reprocess_of" if verdict == dedup.RETRY else "conflicts_with"
                     late.setdefault(link, []).append({"mid": ids[index], "to": first})
                 results.append(result)
