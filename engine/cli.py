@@ -482,6 +482,7 @@ def messages_show(ctx, message_id: int, raw: bool) -> None:
     body = row.pop("raw")
     ack = row.pop("ack")
     row.pop("dedup_key", None)
+    row.pop("body_hash", None)
     row["received_at"] = _iso(row["received_at"])
     charset = row.get("charset") or "latin-1"
     text = body.decode(charset, errors="replace")
@@ -489,6 +490,8 @@ def messages_show(ctx, message_id: int, raw: bool) -> None:
     if ctx.obj["as_json"]:
         click.echo(json.dumps({**row, "message": text, "ack": ack_text}))
         return
+    later = row.pop("reprocessed_as")
+    row["reprocessed_as"] = ", ".join(map(str, later)) or None
     for k, v in row.items():
         click.echo(f"{k:20} {'' if v is None else v}")
     click.echo("\n-- ACK sent --")

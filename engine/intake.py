@@ -15,12 +15,12 @@ from twisted.python.failure import Failure
 
 from engine.channel import ERRORED, FILTERED, PASSED, ChannelResult
 from engine.hl7.ack import ENHANCED, AckError, build_ack
-from engine.hl7.escape import unescape
 from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_header
 from engine.hl7.message import Message
 from engine.logging import get_logger
+from engine.message_row import _children, _patient_id, dedup_key, fingerprint_parts
 from engine.store.crypto import NULL_SEALER, seal_row
-from engine.store.retention import message_mode, storage_mode_rows
+from engine.store.retention import METADATA_ONLY, message_mode, storage_mode_rows
 from engine.store.schema import ERRORED as ERRORED_STATUS
 from engine.store.schema import FILTERED as FILTERED_STATUS
 from engine.store.schema import REJECTED, ROUTED, UNROUTED
@@ -170,10 +170,6 @@ def ack_code_to_send(a: Assessment, enhanced_ack: bool = True) -> str | None:
     return a.code
 
 
-def dedup_key(h: Header) -> str:
-    return f"{h.sending_application}\x1f{h.sending_facility}\x1f{h.control_id}"
-
-
 class Intake:
     """Per-listener intake: assess, route, store durably, then answer."""
 
@@ -188,10 +184,16 @@ class Intake:
         self.clock = clock
         self.window = float(listener.get("duplicate_window") or 0)
         self.enhanced_ack = listener.get("enhanced_ack", True)
+        self.on_conflict = listener.get("on_conflicting_duplicate") or "reject"
+        # the row's policy for the store writer (engine.store.dedup); None: the first ACK
+        self._conflict_policy = {"ack_first": None, "process": _store_as_is,
+                                 "reject": self._reject_conflict}[self.on_conflict]  # fmt: skip
         self.log = get_logger("intake", listener=self.name)
         m = metrics
         self.m_received = m.received.labels(self.name)
         self.m_dup = m.duplicates.labels(self.name)
+        self.m_conflicts = m.conflicting_duplicates.labels(self.name, self.on_conflict)
+        self.m_reprocessed = m.reprocessed.labels(self.name)
         self.m_latency = m.ack_latency.labels(self.name)
         self.m_store_errors = m.store_errors.labels(self.name)
         self._acks = m.acks
@@ -209,6 +211,7 @@ class Intake:
         apply_channels(a, pipeline, self.listener)
         h = a.header
         now = self.clock.seconds()
+        key = dedup_key(h) if h is not None and h.control_id else None
         code = ack_code_to_send(a, self.enhanced_ack)
         ack = None
         if code is not None:
@@ -226,7 +229,7 @@ class Intake:
             "processing_id": h.processing_id[:8] if h else "",
             "sending_application": h.sending_application[:227] if h else "",
             "sending_facility": h.sending_facility[:227] if h else "",
-            "dedup_key": dedup_key(h) if h and a.status != REJECTED and h.control_id else None,
+            "dedup_key": key,
             "status": a.status,
             "reason": a.reason,
             "routes": ",".join(a.channels) or None,
@@ -238,7 +241,14 @@ class Intake:
             "source_file": None,
             "raw": payload,
             "patient_id": _patient_id(a.norm, h),
+            "body_hash": None,
+            "reprocess_of": None,
+            "conflicts_with": None,
         }
+        if key is not None and self.window > 0:  # duplicate detection (engine.store.dedup)
+            row["body_hash"] = self.sealer.fingerprint(fingerprint_parts(a.norm, h.sep))
+            row["_on_conflict"] = self._conflict_policy
+            row["_a"] = a
         if a.results:
             row["_runs"], row["_deliveries"] = _children(a.results, now)
         if pipeline.default_storage != "everything" or any(pipeline.storage.values()):
@@ -252,22 +262,28 @@ class Intake:
     def record(self, a: Assessment, row: dict, result) -> bytes | None:
         """Metrics and logs once the row is durable; returns the ACK to send."""
         self.m_received.inc()
+        if result.conflict_with is not None:
+            self._conflicted(a, row, result)
+        elif result.reprocess_of is not None or row.get("reprocess_of") is not None:
+            self.m_reprocessed.inc()
+            self.log.info("taken in again", message_id=result.id,
+                          reprocess_of=result.reprocess_of or row["reprocess_of"],
+                          control_id=row["control_id"])  # fmt: skip
+        changes = result.changes or row
         if result.duplicate_of is not None:
-            self.m_dup.inc()
-            self.log.info("duplicate", message_id=result.id, control_id=row["control_id"])
+            if result.conflict_with is None:
+                self.m_dup.inc()
+                self.log.info("duplicate", message_id=result.id, control_id=row["control_id"])
             ack = self.sealer.open(result.ack)  # replayed from the store: sealed
             code = row["ack_code"] if ack is None else _msa1(ack)
         else:
-            ack, code = row["_ack"], row["ack_code"]
+            ack, code = changes["_ack"], changes["ack_code"]
             if a.status == REJECTED:
                 self._rejected.labels(self.name, a.reason_code or "other").inc()
-                self.log.warning(
-                    "rejected",
-                    message_id=result.id,
-                    control_id=row["control_id"],
-                    reason=a.reason_code,
-                    ack=code,
-                )
+                if result.conflict_with is None:  # a conflict has its own warning
+                    self.log.warning("rejected", message_id=result.id,
+                                     control_id=row["control_id"], reason=a.reason_code,
+                                     ack=code)  # fmt: skip
             if "unknown_charset" in a.warnings:
                 self.log.warning(
                     "unknown MSH-18 character set; used the listener default",
@@ -279,8 +295,9 @@ class Intake:
             if child is None:
                 child = self._ack_children[code] = self._acks.labels(self.name, code)
             child.inc()
-        if result.duplicate_of is None and self.notify is not None and row.get("_deliveries"):
-            self.notify({(o["channel"], o["destination"]) for o in row["_deliveries"]})
+        outputs = changes.get("_deliveries")
+        if result.duplicate_of is None and self.notify is not None and outputs:
+            self.notify({(o["channel"], o["destination"]) for o in outputs})
         if result.duplicate_of is None:
             for r in a.results:
                 self._count_channel(r.channel, r.status)
@@ -291,6 +308,44 @@ class Intake:
                                      step=r.step, step_kind=r.step_kind)  # fmt: skip
                     self.log.debug("step failure reason", message_id=result.id, reason=r.reason)
         return ack
+
+    def _conflicted(self, a: Assessment, row: dict, result) -> None:
+        """Same MSH-10 and sender as an earlier message, another body: counted and logged
+        (ids and codes only); a rejection's assessment replaces the message's."""
+        self.m_conflicts.inc()
+        kept = result.duplicate_of is None
+        self.log.warning("conflicting duplicate: same MSH-10 and sender, different body",
+                         message_id=result.id if kept else None,
+                         first_message_id=result.conflict_with, control_id=row["control_id"],
+                         action=self.on_conflict)  # fmt: skip
+        rejected = (result.changes or {}).get("_a")
+        if rejected is not None:
+            a.status, a.code, a.errors = rejected.status, rejected.code, rejected.errors
+            a.reason, a.reason_code, a.results = rejected.reason, rejected.reason_code, []
+
+    def _reject_conflict(self, row: dict) -> dict:
+        """on_conflicting_duplicate: reject. The columns that change: stored as rejected and
+        not routed, answered AR with an ERR saying why. Called by the store writer, on its
+        thread (engine.store.dedup): it reads only the row and this listener's settings."""
+        a = row["_a"]
+        h = a.header
+        if a.status == REJECTED:  # rejected anyway, for its own reasons: stored as it is
+            return {}
+        why = f"MSH-10 {h.control_id} from this sender was already taken in with a different body"
+        b = Assessment(h, REJECTED, f"conflicting duplicate: {why}", "conflicting_duplicate",
+                       "AR", [AckError(205, why, "MSH", 10)], norm=a.norm)  # fmt: skip
+        code = ack_code_to_send(b, self.enhanced_ack)
+        ack = None
+        if code is not None:
+            text = build_ack(h, code, now=row["received_at"], errors=b.errors)
+            ack = text.encode(h.charset, errors="replace")
+        changes = {"status": REJECTED, "reason": b.reason, "routes": None, "ack_code": code,
+                   "ack": self.sealer.seal(ack) if ack else ack, "_ack": ack, "_runs": None,
+                   "_deliveries": None, "_a": b}  # fmt: skip
+        pipeline = self.pipeline
+        if message_mode(None, pipeline.storage, pipeline.default_storage) == METADATA_ONLY:
+            changes["raw"] = b""  # nothing to deliver: not kept (storage modes)
+        return changes
 
     # MLLP path -------------------------------------------------------------------------
     def handle(self, payload: bytes, peer: str, peer_cert: str | None = None) -> Deferred:
@@ -304,25 +359,59 @@ class Intake:
         durable (or its write failed). Never raises for a bad payload."""
         started = time.perf_counter()
         a, row = self.prepare(payload, peer, peer_cert)
+        self._store_then(a, row, self.window if row["dedup_key"] else 0.0, started, reply)
 
+    def reprocess(self, payload: bytes, original_id: int, peer: str,
+                  stands_in: tuple | None = None) -> Deferred:  # fmt: skip
+        """Take a stored message in again on the current config (an operator's replay):
+        routing, channels, storage modes and outputs as for any message, without the
+        duplicate check, stored linked to the original. ``stands_in``: the original's
+        (dedup_key, body_hash) when ``payload`` is an edited body; with the same dedup_key it
+        takes the original's fingerprint, so the sender's resend of the original is answered
+        as its duplicate. Fires with {id, status, ack_code, ack}, or None (not stored)."""
+        started = time.perf_counter()
+        a, row = self.prepare(payload, peer)
+        row["reprocess_of"] = original_id
+        if stands_in is not None and stands_in[0] == row["dedup_key"] and stands_in[1]:
+            row["body_hash"] = stands_in[1]
+        d = Deferred()
+
+        def reply(ack, result) -> None:
+            d.callback(None if result is None else {
+                "id": result.id, "status": row["status"], "ack_code": row["ack_code"],
+                "ack": ack})  # fmt: skip
+
+        self._store_then(a, row, 0.0, started, reply, with_result=True)
+        return d
+
+    def _store_then(self, a, row, window, started, reply, with_result=False) -> None:
         def stored(outcome) -> None:
+            result = None
             if isinstance(outcome, Failure):
                 ack = self.store_failed(a, outcome)
             else:
+                result = outcome[0]
                 try:
-                    ack = self.record(a, row, outcome[0])
+                    ack = self.record(a, row, result)
                 except Exception as exc:  # a bug in metrics or logging: the row is durable
                     # the exception's text may quote message content: its type only here
                     self.log.error("intake bookkeeping failed", error=type(exc).__name__)
                     self.log.debug("intake bookkeeping failure", exc_info=True)
-                    ack = row["_ack"] if outcome[0].duplicate_of is None else None
+                    ack = (result.changes or row)["_ack"] if result.duplicate_of is None else None
                 self.m_latency.observe(time.perf_counter() - started)
-            reply(ack)
+            if with_result:
+                reply(ack, result)
+            else:
+                reply(ack)
 
         try:
-            self.writer.submit_then([row], [self.window if row["dedup_key"] else 0.0], stored)
+            self.writer.submit_then([row], [window], stored)
         except Exception:
-            reply(self.store_failed(a, Failure()))
+            failed = self.store_failed(a, Failure())
+            if with_result:
+                reply(failed, None)
+            else:
+                reply(failed)
 
     def _count_channel(self, channel: str, status: str) -> None:
         child = self._channel_children.get((channel, status))
@@ -347,68 +436,9 @@ class Intake:
         )
 
 
-def _patient_id(norm: bytes, h: Header | None) -> str | None:
-    """PID-3.1 of the first repetition, read from the bytes (no parse): an index for search."""
-    if h is None:
-        return None
-    sep = h.sep.encode("latin-1", "replace")
-    start = norm.find(b"\rPID" + sep)
-    if start < 0:
-        return None
-    end = norm.find(b"\r", start + 1)
-    seg = norm[start + 1 : end if end > 0 else None]
-    if h.charset in _ASCII_SAFE:  # split the bytes: a separator byte is always a separator
-        fields = seg.split(sep, 4)
-        pid3 = fields[3].decode(h.charset, errors="replace") if len(fields) > 3 else None
-    else:  # Shift_JIS, Big5...: a '|' byte can be half of a character
-        fields = seg.decode(h.charset, errors="replace").split(h.sep, 4)
-        pid3 = fields[3] if len(fields) > 3 else None
-    if pid3 is None:
-        return None
-    enc = h.encoding_chars
-    value = pid3.split(enc[1], 1)[0].split(enc[0], 1)[0]
-    return unescape(value, h.sep, enc)[:64] or None
-
-
-# Codecs in which an ASCII byte only ever stands for that ASCII character.
-_ASCII_SAFE = frozenset(
-    ["ascii", "utf-8", "latin-1", "cp1252", *(f"iso-8859-{i}" for i in range(1, 17))]
-)
-
-
-def _children(results: list[ChannelResult], now: float) -> tuple[list[dict], list[dict]]:
-    """channel_runs and deliveries rows for one message (message_id set by the writer).
-
-    A channel run is recorded when it says something the message row and its deliveries do
-    not: filtered or errored (where and why), or flags raised. A plain pass is implied by the
-    message's routes; leaving it out saves a row per message on the hot path.
-    """
-    runs, deliveries = [], []
-    for r in results:
-        if r.status != PASSED or r.flags:
-            runs.append(
-                {
-                    "channel": r.channel,
-                    "status": r.status,
-                    "step": r.step,
-                    "step_kind": r.step_kind,
-                    "reason": r.reason,
-                    "flags": ",".join(r.flags) or None,
-                    "created_at": now,
-                }
-            )
-        for out in r.outputs:
-            deliveries.append(
-                {
-                    "channel": r.channel,
-                    "destination": out.destination,
-                    "status": "pending",
-                    "payload": out.payload,
-                    "content_type": out.content_type,
-                    "created_at": now,
-                }
-            )
-    return runs, deliveries
+def _store_as_is(row: dict) -> dict:
+    """on_conflicting_duplicate: process. Stored and routed as a message of its own."""
+    return {}
 
 
 def _msa1(ack: bytes) -> str | None:

@@ -60,6 +60,20 @@ class Metrics:
             ["listener"],
             registry=r,
         )
+        self.conflicting_duplicates = Counter(
+            "switchboard_conflicting_duplicates",
+            "Messages with the MSH-10 and sender of an earlier one but another body, by the "
+            "listener's on_conflicting_duplicate action",
+            ["listener", "action"],
+            registry=r,
+        )
+        self.reprocessed = Counter(
+            "switchboard_messages_reprocessed",
+            "Messages taken in again, linked to an earlier copy: a sender's resend of an "
+            "errored or rejected message, an operator's replay",
+            ["listener"],
+            registry=r,
+        )
         self.ack_latency = ReactorHistogram(
             "switchboard_ack_latency_seconds",
             "From a complete frame to its ACK being written",

@@ -296,3 +296,58 @@ def test_status_search_replay_and_tail(running, tmp_path):
     mid = json.loads(found.stdout.splitlines()[0])["id"]
     again = sb("replay", str(mid), "-c", str(cfg))
     assert again.returncode == 0 and "replayed 0 deliveries of 1 messages" in again.stdout
+
+
+def test_replay_of_errored_messages_and_an_edited_body(running, tmp_path):
+    """The channel failed; once fixed and reloaded, `replay ID` takes the message in again and
+    `replay ID --body-file` takes an edited body in (same MSH-10), each linked to the first."""
+    from engine.admin.audit import recent
+    from engine.store.db import create_store_engine
+
+    cfg, port, _ = running
+    channel = tmp_path / "channels" / "adt.yaml"
+    broken = "name: adt\nsteps:\n  - map: {field: PV1-2, values: {I: IP}, on_missing: error}\n"
+    channel.write_text(broken)
+    assert sb("reload", "-c", str(cfg)).returncode == 0
+    msgs = []
+    for name, cid in (("a.hl7", "ERR1"), ("b.hl7", "ERR2")):
+        msgs.append(write_msg(tmp_path, name, cid))
+        msgs[-1].write_bytes(msgs[-1].read_bytes() + b"PV1|1|X\r")
+    assert sb("send", f"127.0.0.1:{port}", *map(str, msgs)).returncode == 0  # on_receipt: AA
+    rows = [json.loads(x) for x in sb("messages", "-c", str(cfg), "--json").stdout.splitlines()]
+    assert [(r["control_id"], r["status"]) for r in rows] == [("ERR2", "errored"),
+                                                              ("ERR1", "errored")]  # fmt: skip
+    second, first = rows[0]["id"], rows[1]["id"]
+    channel.write_text(broken.replace("{I: IP}", "{X: XP}"))
+    assert sb("reload", "-c", str(cfg)).returncode == 0
+
+    out = sb("replay", str(first), "-c", str(cfg))
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()
+    assert line.startswith(f"message {first} taken in again as message ")
+    assert line.endswith(": routed, AA")
+    new = int(line.split("as message ")[1].split(":")[0])
+    edited = tmp_path / "edited.hl7"
+    edited.write_bytes(msgs[1].read_bytes().replace(b"DOE^JANE", b"DOE^JANET"))
+    out = sb("replay", str(second), "-c", str(cfg), "--body-file", str(edited))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"message {second} taken in again as message ")
+    assert out.stdout.rstrip().endswith(": routed, AA")
+
+    shown = sb("messages", "-c", str(cfg), "show", str(first)).stdout
+    assert "status               errored" in shown
+    assert f"reprocessed_as       {new}" in shown
+    shown = sb("messages", "-c", str(cfg), "show", str(new)).stdout
+    assert f"reprocess_of         {first}" in shown and "status               routed" in shown
+    assert "MSA|AA|ERR1" in shown
+    listed = sb("messages", "-c", str(cfg), "--json").stdout.splitlines()
+    assert [(json.loads(r)["control_id"], json.loads(r)["status"]) for r in listed] == [
+        ("ERR2", "routed"), ("ERR1", "routed"), ("ERR2", "errored"), ("ERR1", "errored")
+    ]  # fmt: skip
+    out = sb("replay", "999", "-c", str(cfg))  # an unknown id: said so, exit 1
+    assert out.returncode == 1 and "no message 999" in out.stderr
+    store = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    actions = [(e["action"], e["target"], e["actor"]) for e in reversed(recent(store))]
+    store.dispose()
+    assert actions == [("replay", f"message {first}", "anonymous"),
+                       ("replay-edited", f"message {second}", "anonymous")]  # fmt: skip

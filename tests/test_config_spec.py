@@ -383,6 +383,9 @@ def test_describe_all_covers_routes_channels_and_registered_kinds() -> None:
         "  require_client_cert (one of none, want, require (true = require, false = none); "
         "default: want when client_ca is given, else none)"
     ) in lines
+    assert (
+        "  on_conflicting_duplicate (one of ack_first, process, reject; default: reject)"
+    ) in lines
     for spec_field in LISTENER.fields:
         assert any(line.startswith(f"  {spec_field.name} (") for line in lines), spec_field.name
 
@@ -447,6 +450,9 @@ def test_routes_json_schema_lists_every_listener_key() -> None:
         "(after_routing).",
         "default": "on_receipt",
     }
+    conflict = listener["properties"]["on_conflicting_duplicate"]
+    assert conflict["enum"] == ["ack_first", "process", "reject"]
+    assert conflict["default"] == "reject" and "MSH-10" in conflict["description"]
     assert listener["properties"]["tls"]["anyOf"][1] == {"type": "null"}
     assert listener["properties"]["max_frame_size"]["default"] == "16MiB"
 

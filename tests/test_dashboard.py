@@ -260,3 +260,55 @@ async def test_static_files_and_headers(sb):
     resp = await treq.get(base + "/nope.js")
     assert resp.code == 404
     await resp.content()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dashboard_takes_an_errored_message_in_again(tmp_path, browser):
+    from .test_reprocess import BROKEN, CONFIG, FIXED, oru
+
+    (tmp_path / "channels").mkdir()
+    (tmp_path / "channels" / "lab.yaml").write_text(BROKEN)
+    sb = start_engine(tmp_path, CONFIG, channels=())
+    try:
+        (ack,) = await in_thread(send_all, sb.port_of("in"), [oru("R5")])
+        assert b"MSA|AE|R5" in ack
+        (tmp_path / "channels" / "lab.yaml").write_text(FIXED)
+        ok, _ = await sb.reload()
+        assert ok
+        url = f"http://127.0.0.1:{sb.port_of('admin')}/dashboard/"
+
+        def take_in_again(b: WebDriver):
+            b.get(url)
+            b.type("#token", TOKEN)
+            b.click("#token-save")
+            b.type("#q-control", "R5")
+            b.click("#search-go")
+            b.wait(lambda: b.text("#results tbody .control-id") == "R5", "the search result")
+            b.click("#results tbody button")
+            b.wait(lambda: "status errored" in (b.text("#detail-meta") or ""), "the detail")
+            first = int(b.text("#detail-id"))
+            assert b.text("#replay") == "Take in again on the current configuration"
+            assert b.js("return document.querySelector('#detail-links').hidden")
+            b.click("#replay")
+            note = b.wait(lambda: "taken in again" in (b.text("#notice") or "")
+                          and b.text("#notice"), "the notice")  # fmt: skip
+            new = int(note.split("as message ")[1].split(":")[0])
+            assert note == f"Message {first} taken in again as message {new}: routed (AA)"
+            b.wait(lambda: b.text("#detail-id") == str(new), "the new message")
+            b.wait(lambda: "status routed" in (b.text("#detail-meta") or ""), "its status")
+            assert b.text("#detail-links") == f"Reprocess of message {first}"
+            assert b.text("#replay") == "Replay dead, held and skipped deliveries"
+            b.click(f'#detail-links button[aria-label="Open message {first}"]')
+            b.wait(lambda: b.text("#detail-id") == str(first), "the first message again")
+            b.wait(lambda: b.text("#detail-links") == f"Reprocessed as message {new}",
+                   "the link to the new message")  # fmt: skip
+            return first, new
+
+        first, new = await in_thread(take_in_again, browser)
+        resp = await treq.get(f"http://127.0.0.1:{sb.port_of('admin')}/api/audit",
+                              headers=AUTH)  # fmt: skip
+        (entry,) = (await resp.json())["entries"]
+        assert (entry["action"], entry["target"]) == ("replay", f"message {first}")
+        assert entry["detail"]["reprocessed_as"] == new
+    finally:
+        await sb.stopService()

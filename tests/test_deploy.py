@@ -338,6 +338,8 @@ ACKS, RECEIVED = "switchboard_acks_total", "switchboard_messages_received_total"
 COMMIT, CERT = "switchboard_store_commit_seconds_bucket", "switchboard_certificate_expiry_seconds"
 TLS = {"listener": "lab-tls"}
 CLIENT = {"listener": "lab-results/epic", "kind": "client"}
+CONFLICTS = "switchboard_conflicting_duplicates_total"
+REJECTING = {"listener": "mllp-in", "action": "reject"}
 ALERT_TESTS = [
     {  # a destination down on the node holding its lease, healthy on the other
         "input_series": [
@@ -442,6 +444,17 @@ ALERT_TESTS = [
             ),
             _alert("SwitchboardCertificateExpiring", "5m"),
             _alert("SwitchboardCertificateExpiring", "11m", {**CLIENT, **CRIT}),
+        ],
+    },
+    {  # one conflicting duplicate at minute 5 on n1
+        "input_series": [
+            _series(CONFLICTS, "0x4 1x40", **REJECTING),
+            _series(CONFLICTS, "0x45", **REJECTING, **N2),
+        ],
+        "alert_rule_test": [
+            _alert("SwitchboardConflictingDuplicates", "4m"),
+            _alert("SwitchboardConflictingDuplicates", "7m", {**REJECTING, **WARN}),
+            _alert("SwitchboardConflictingDuplicates", "25m"),
         ],
     },
     {

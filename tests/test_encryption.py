@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 import pytest
@@ -15,6 +16,7 @@ from engine.admin.search import message_detail
 from engine.app import Switchboard
 from engine.config import load_config
 from engine.delivery.queue import QueueStore
+from engine.message_row import fingerprint_parts
 from engine.mllp.client import BlockingMLLPClient
 from engine.store import migrations
 from engine.store.crypto import (
@@ -99,6 +101,29 @@ def test_seal_row_leaves_metadata_and_empty_values():
 
 
 # configuration ----------------------------------------------------------------------------
+def test_body_fingerprint_is_keyed_when_encryption_is_on():
+    """The fingerprint duplicate detection stores: keyed with encryption on (a plain hash of a
+    body would let anyone with the store confirm a guessed message), naming its key."""
+
+    def fp(sealer, message=MSG):
+        return sealer.fingerprint(fingerprint_parts(message, "|"))
+
+    plain, ka, kb = fp(NULL_SEALER), fp(Sealer({"a": KA}, "a")), fp(Sealer({"b": KB}, "b"))
+    assert len(plain) == len(ka) == len(kb) == 18
+    assert plain[:2] == b"\x00\x00" and len({plain[:2], ka[:2], kb[:2]}) == 3  # key tags
+    assert len({plain[2:], ka[2:], kb[2:]}) == 3
+    for body in (MSG, MSG[:-1]):  # the digest is not a plain hash of the body
+        assert hashlib.blake2b(body, digest_size=16).digest() != ka[2:]
+        assert hashlib.sha256(body).digest()[:16] != ka[2:]
+    assert fp(Sealer({"a": KA, "b": KB}, "a")) == ka  # the current key's, whatever is listed
+    # MSH-7 and trailing CRs aside, the whole message counts
+    assert fp(Sealer({"a": KA}, "a"), MSG.replace(b"|20240101|", b"|20240102093000|")) == ka
+    assert fp(Sealer({"a": KA}, "a"), MSG + b"\r\r") == ka
+    assert fp(Sealer({"a": KA}, "a"), MSG.replace(b"JANE", b"JOHN")) != ka
+    assert fp(Sealer({"a": KA}, "a"), MSG.replace(b"|RCV|", b"|RCW|")) != ka
+    assert fingerprint_parts(b"MSH|^~\\&|A", "|") == (b"MSH|^~\\&|A",)  # short: all of it
+
+
 def test_sealer_from_options(tmp_path):
     assert sealer_from_options({}, {}) is NULL_SEALER
     assert sealer_from_options({"encryption": {"enabled": False}}, {}) is NULL_SEALER
@@ -253,6 +278,7 @@ def test_engine_end_to_end(tmp_path, monkeypatch):
         assert len(payloads) == 1 and b"SECRET" not in payloads[0]
         assert key_id_of(payloads[0]) == "a"
         assert sb.sealer.open(row.raw) == MSG and sb.sealer.open(row.ack) == first
+        assert row.body_hash == sb.sealer.fingerprint(fingerprint_parts(MSG, "|"))  # keyed
         detail = message_detail(sb.store.engine, row.id, sb.sealer)
         assert "SECRET-MRN" in detail["raw"] and detail["ack"] == first.decode()
     finally:

@@ -98,7 +98,7 @@ def test_duplicate_does_not_run_channels_twice(engine):
 
 def test_children_rows_record_what_the_message_row_does_not():
     from engine.channel import ChannelResult, Output
-    from engine.intake import _children
+    from engine.message_row import _children
 
     results = [
         ChannelResult("a", "passed", outputs=[Output("d", "mllp", b"x", "t")]),

@@ -328,7 +328,7 @@ def test_err_location_with_repetition_and_component():  # ERL: SEG^occ^field^rep
     ],
 )
 def test_patient_id_read_from_the_bytes(charset, msh18, pid2):
-    from engine.intake import _patient_id
+    from engine.message_row import _patient_id
 
     text = (
         f"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5||||||{msh18}\r"

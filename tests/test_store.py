@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import pytest_twisted
 from alembic.autogenerate import compare_metadata
@@ -49,15 +51,38 @@ def test_migrations_match_schema(store_engine):
     with store_engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diffs == []
-    assert migrations.current(store_engine) == "0005"
+    assert migrations.current(store_engine) == "0006"
     names = {i["name"] for i in inspect(store_engine).get_indexes("messages")}
     assert {"ix_messages_control_id", "ix_messages_received_at"} <= names
+    assert "ix_messages_reprocess_of" in names  # 0006: partial, on linked rows only
     assert "ix_messages_dedup" not in names  # 0005: duplicates found by control id
 
 
 def test_migrations_are_idempotent(store_engine):
     migrations.upgrade(store_engine)
-    assert migrations.current(store_engine) == "0005"
+    assert migrations.current(store_engine) == "0006"
+
+
+@pytest_twisted.inlineCallbacks
+def test_migration_0006_keeps_rows_and_their_duplicates(store_url):
+    """A store from before fingerprints: its rows stay, and a resend of one is still its
+    duplicate (no fingerprint to compare: the same body, as before)."""
+    from twisted.internet import reactor
+
+    engine = create_store_engine(store_url)
+    migrations.upgrade(engine, "0005")
+    old = {k: v for k, v in row("V1").items() if k != "patient_id"}
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO messages (received_at, listener, control_id, status, "
+                          "size, raw, dedup_key, ack) VALUES (:received_at, :listener, "
+                          ":control_id, :status, :size, :raw, :dedup_key, :ack)"), old)  # fmt: skip
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == "0006"
+    w = StoreWriter(engine, reactor)
+    w.start()
+    (dup,) = yield w.submit([row("V1", at=1001.0, body_hash=fingerprint(b"x"))], [DAY])
+    yield w.stop()
+    assert dup.duplicate_of is not None and dup.ack == b"ACK for V1 at 1000.0"
 
 
 def test_sqlite_is_wal_and_full_sync(tmp_path):
@@ -157,13 +182,116 @@ def test_duplicates_detected_across_restart(store_url):
     migrations.upgrade(engine)
     w1 = StoreWriter(engine, reactor)
     w1.start()
-    (first,) = yield w1.submit([row("H1")], [DAY])
+    (first, failed) = yield w1.submit([row("H1"), row("H2", status="errored")], [DAY, DAY])
     yield w1.stop()
     w2 = StoreWriter(create_store_engine(store_url), reactor)
     w2.start()
-    (again,) = yield w2.submit([row("H1", at=1500.0)], [DAY])
+    (again, retry) = yield w2.submit([row("H1", at=1500.0), row("H2", at=1500.0)], [DAY, DAY])
     yield w2.stop()
     assert again.duplicate_of == first.id and again.ack == b"ACK for H1 at 1000.0"
+    assert retry.duplicate_of is None and retry.reprocess_of == failed.id
+
+
+def fingerprint(body: bytes, tag: bytes = b"\x00\x00") -> bytes:
+    return tag + hashlib.blake2b(body, digest_size=16).digest()
+
+
+def links(store_engine) -> dict[int, tuple]:
+    m = messages.c
+    with store_engine.connect() as conn:
+        got = conn.execute(select(m.id, m.reprocess_of, m.conflicts_with, m.duplicates, m.status))
+        return {r.id: tuple(r)[1:] for r in got}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failed_message_is_no_duplicate_its_retry_is_linked(writer, store_engine):
+    (err,) = yield writer.submit([row("Q1", status="errored", ack_code="AE")], [DAY])
+    (retry,) = yield writer.submit([row("Q1", at=1001.0)], [DAY])
+    assert retry.duplicate_of is None and retry.reprocess_of == err.id and retry.id != err.id
+    (dup,) = yield writer.submit([row("Q1", at=1002.0)], [DAY])  # now in: a duplicate of it
+    assert (dup.duplicate_of, dup.ack) == (retry.id, b"ACK for Q1 at 1001.0")
+    # answered AR without being rejected (after_routing, no route): taken in again too
+    (unrouted,) = yield writer.submit([row("Q2", status="unrouted", ack_code="AR")], [DAY])
+    (again,) = yield writer.submit([row("Q2", at=1001.0)], [DAY])
+    assert again.reprocess_of == unrouted.id
+    # a rejected first copy, and a retry outside the window: new, not linked
+    (rej,) = yield writer.submit([row("Q3", status="rejected", ack_code="AR")], [DAY])
+    (late,) = yield writer.submit([row("Q3", at=1000.0 + 2 * DAY)], [DAY])
+    assert late.reprocess_of is None and late.duplicate_of is None
+    assert links(store_engine) == {
+        err.id: (None, None, 0, "errored"), retry.id: (err.id, None, 1, "routed"),
+        unrouted.id: (None, None, 0, "unrouted"), again.id: (unrouted.id, None, 0, "routed"),
+        rej.id: (None, None, 0, "rejected"), late.id: (None, None, 0, "routed"),
+    }  # fmt: skip
+
+
+@pytest_twisted.inlineCallbacks
+def test_retry_in_the_same_batch_is_linked(writer, store_engine):
+    results = yield writer.submit(
+        [row("S1", status="rejected", ack_code="AR"), row("S1", at=1001.0), row("S1", at=1002.0)],
+        [DAY, DAY, DAY],
+    )
+    first, retry, dup = results
+    assert retry.reprocess_of == first.id and dup.duplicate_of == retry.id
+    assert links(store_engine) == {
+        first.id: (None, None, 0, "rejected"), retry.id: (first.id, None, 1, "routed")}  # fmt: skip
+
+
+@pytest_twisted.inlineCallbacks
+def test_conflicting_bodies_follow_the_rows_policy(writer, store_engine):
+    a, b, c = fingerprint(b"a"), fingerprint(b"b"), fingerprint(b"c")
+    (first,) = yield writer.submit([row("T1", body_hash=a)], [DAY])
+    # no policy in the row: answered with the first ACK (ack_first), flagged as a conflict
+    (kept,) = yield writer.submit([row("T1", at=1001.0, body_hash=b)], [DAY])
+    assert (kept.duplicate_of, kept.conflict_with, kept.ack) == (
+        first.id, first.id, b"ACK for T1 at 1000.0")  # fmt: skip
+    # a policy that stores it as it is (process)
+    (processed,) = yield writer.submit(
+        [row("T1", at=1002.0, body_hash=b, _on_conflict=lambda r: {})], [DAY]
+    )
+    assert processed.duplicate_of is None and processed.conflict_with == first.id
+    # each body now has its message: resends are duplicates of their own
+    (dup_a, dup_b) = yield writer.submit(
+        [row("T1", at=1003.0, body_hash=a), row("T1", at=1003.0, body_hash=b)], [DAY, DAY]
+    )
+    assert (dup_a.duplicate_of, dup_b.duplicate_of) == (first.id, processed.id)
+    assert dup_a.conflict_with is None and dup_b.conflict_with is None
+    # a policy that rewrites the row (reject): stored with its changes
+    changes = {"status": "rejected", "ack_code": "AR", "ack": b"AR", "_ack": b"AR"}
+    (rejected,) = yield writer.submit(
+        [row("T1", at=1004.0, body_hash=c, _on_conflict=lambda r: changes)], [DAY]
+    )
+    assert rejected.conflict_with == processed.id and rejected.changes == changes
+    # a fingerprint made with another key cannot be compared; one from before this check
+    # existed (NULL) neither: plain duplicates, as they always were
+    (other_key,) = yield writer.submit(
+        [row("T1", at=1005.0, body_hash=fingerprint(b"z", b"\x12\x34"),
+             _on_conflict=lambda r: {})], [DAY])  # fmt: skip
+    assert other_key.duplicate_of == processed.id and other_key.conflict_with is None
+    (old,) = yield writer.submit([row("T2")], [DAY])
+    (unknown,) = yield writer.submit(
+        [row("T2", at=1001.0, body_hash=a, _on_conflict=lambda r: {})], [DAY]
+    )
+    assert unknown.duplicate_of == old.id
+    with store_engine.connect() as conn:
+        got = conn.execute(select(messages.c.id, messages.c.ack).where(
+            messages.c.id == rejected.id)).one()  # fmt: skip
+    assert got.ack == b"AR"
+    assert links(store_engine) == {
+        first.id: (None, None, 2, "routed"), processed.id: (None, first.id, 2, "routed"),
+        rejected.id: (None, processed.id, 0, "rejected"), old.id: (None, None, 1, "routed"),
+    }  # fmt: skip
+
+
+@pytest_twisted.inlineCallbacks
+def test_conflict_in_the_same_batch_is_linked(writer, store_engine):
+    first, second = yield writer.submit(
+        [row("U1", body_hash=fingerprint(b"a")),
+         row("U1", at=1001.0, body_hash=fingerprint(b"b"), _on_conflict=lambda r: {})],
+        [DAY, DAY],
+    )  # fmt: skip
+    assert second.conflict_with == first.id and second.id != first.id
+    assert links(store_engine)[second.id] == (None, first.id, 0, "routed")
 
 
 @pytest_twisted.inlineCallbacks

@@ -19,12 +19,24 @@ from twisted.web.server import NOT_DONE_YET
 
 from engine.admin import audit, search
 from engine.logging import get_logger
-from engine.store.schema import DEAD, HELD, SKIPPED, STATUSES
+from engine.store.crypto import SealError
+from engine.store.schema import (
+    DEAD,
+    ERRORED,
+    FILTERED,
+    HELD,
+    REJECTED,
+    SKIPPED,
+    STATUSES,
+    UNROUTED,
+)
 
 log = get_logger("admin.api")
 
 MAX_BODY = 1 << 20
 REPLAY_STATUSES = (DEAD, HELD, SKIPPED, "any")
+# A replay takes these in again (they went nowhere); others have their deliveries replayed.
+REPROCESS_STATUSES = (ERRORED, REJECTED, UNROUTED, FILTERED)
 
 
 def authorized(request, token: str | None) -> bool:
@@ -52,17 +64,6 @@ def _int(value: str, what: str, low: int = 0, high: int | None = None) -> int:
     if n < low or (high is not None and n > high):
         raise ApiError(400, f"{what} must be between {low} and {high}")
     return n
-
-
-def _msa1(ack: bytes | None) -> str | None:
-    if not ack or len(ack) < 4:
-        return None
-    sep = ack[3:4]
-    for seg in ack.replace(b"\n", b"\r").split(b"\r"):
-        if seg.startswith(b"MSA"):
-            fields = seg.split(sep)
-            return fields[1].decode("ascii", "replace") if len(fields) > 1 else None
-    return None
 
 
 class ApiResource(Resource):
@@ -365,11 +366,23 @@ class ApiResource(Resource):
 
     @inlineCallbacks
     def replay_message(self, request, message_id):
+        """A message that went nowhere (errored, rejected, unrouted, filtered) is taken in
+        again on the current config; one that was routed has its dead, held and skipped
+        deliveries put back in their queues; with ``body``, the edited body is taken in."""
         mid = _int(message_id, "message id")
         body = self._body(request)
         edited = body.get("body")
-        if edited is not None:
-            result = yield self._replay_edited(request, mid, edited)
+        if edited is not None and (not isinstance(edited, str) or not edited.startswith("MSH")):
+            raise ApiError(400, 'body must be an HL7 v2 message starting with "MSH"')
+        try:
+            source = yield self._db(search.replay_source, self.store, mid,
+                                    getattr(self.sb, "sealer", None))  # fmt: skip
+        except SealError as exc:
+            raise ApiError(409, f"message {mid}: {exc}") from None
+        if source is None:
+            raise ApiError(404, f"no message {mid}")
+        if edited is not None or source["status"] in REPROCESS_STATUSES:
+            result = yield self._reprocess(request, mid, source, edited)
             return result
         ids = yield self._db(search.replayable_deliveries, self.store, mid)
         if ids is None:
@@ -384,33 +397,42 @@ class ApiResource(Resource):
         return {"message_id": mid, "replayed": count, "deliveries": ids}
 
     @inlineCallbacks
-    def _replay_edited(self, request, mid: int, edited):
-        if not isinstance(edited, str) or not edited.startswith("MSH"):
-            raise ApiError(400, 'body must be an HL7 v2 message starting with "MSH"')
-        original = yield self._db(
-            search.message_detail, self.store, mid, getattr(self.sb, "sealer", None)
-        )
-        if original is None:
-            raise ApiError(404, f"no message {mid}")
-        listener = original["listener"]
+    def _reprocess(self, request, mid: int, source: dict, edited: str | None):
+        """Through the listener's intake (engine.intake.Intake.reprocess), linked to ``mid``."""
+        listener = source["listener"]
         intake = self.sb.intakes.get(listener)
         if intake is None:
-            raise ApiError(400, f"listener '{listener}' is not running")
-        text = edited.replace("\r\n", "\r").replace("\n", "\r")
-        try:
-            payload = text.encode(original["charset"] or "utf-8")
-        except (LookupError, UnicodeEncodeError):
-            msg = f"the body does not fit the charset {original['charset']}"
-            raise ApiError(400, msg) from None
-        before = yield self._db(search.max_message_id, self.store)
-        peer = f"replay:{mid}"
-        ack = yield intake.handle(payload, peer=peer)
-        new_id = yield self._db(search.newest_from_peer, self.store, peer, before)
-        code = _msa1(ack)
-        detail = {"new_message": new_id, "ack_code": code, "listener": listener}
-        yield self._audit(request, "replay-edited", f"message {mid}", detail)
-        text = ack.decode(original["charset"] or "utf-8", "replace") if ack else None
-        return {"message_id": mid, "new_message_id": new_id, "ack_code": code, "ack": text}
+            raise ApiError(409, f"listener '{listener}' is not running: its messages cannot "
+                           "be taken in again")  # fmt: skip
+        charset = source["charset"] or "utf-8"
+        if edited is None:
+            payload, stands_in = source["raw"], None
+            if not payload:
+                raise ApiError(409, f"the body of message {mid} was not kept (storage mode "
+                               "metadata_only): replay it with an edited body (switchboard "
+                               f"replay {mid} --body-file FILE)")  # fmt: skip
+        else:
+            text = edited.replace("\r\n", "\r").replace("\n", "\r")
+            try:
+                payload = text.encode(charset)
+            except (LookupError, UnicodeEncodeError):
+                raise ApiError(400, f"the body does not fit the charset {charset}") from None
+            stands_in = (source["dedup_key"], source["body_hash"])
+        out = yield intake.reprocess(payload, mid, peer=f"replay:{mid}", stands_in=stands_in)
+        if out is None:
+            raise ApiError(503, "the store could not take the message in; try again")
+        if edited is None:
+            action = "replay"
+            detail = {"reprocessed_as": out["id"], "status": out["status"],
+                      "ack_code": out["ack_code"], "listener": listener}  # fmt: skip
+        else:
+            action = "replay-edited"
+            detail = {"new_message": out["id"], "status": out["status"],
+                      "ack_code": out["ack_code"], "listener": listener}  # fmt: skip
+        yield self._audit(request, action, f"message {mid}", detail)
+        ack = out["ack"].decode(charset, "replace") if out["ack"] else None
+        return {"message_id": mid, "new_message_id": out["id"], "status": out["status"],
+                "ack_code": out["ack_code"], "ack": ack}  # fmt: skip
 
     @inlineCallbacks
     def reload(self, request):

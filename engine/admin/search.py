@@ -11,11 +11,11 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.store.crypto import NULL_SEALER
-from engine.store.queries import LIST_COLUMNS
+from engine.store.queries import LIST_COLUMNS, reprocessed_as
 from engine.store.schema import DEAD, HELD, SKIPPED, channel_runs, deliveries, messages
 
 MAX_LIMIT = 1000
@@ -112,11 +112,14 @@ def message_detail(engine: Engine, message_id: int, sealer=None) -> dict | None:
             select(deliveries).where(deliveries.c.message_id == message_id)
             .order_by(deliveries.c.id)
         ).all()  # fmt: skip
+        later = reprocessed_as(conn, message_id)
     msg = dict(row._mapping)
+    msg["reprocessed_as"] = later
     charset = msg["charset"]
     sealer = sealer or NULL_SEALER  # engine.store.crypto: bodies may be sealed at rest
     raw, ack = sealer.open(msg.pop("raw")), sealer.open(msg.pop("ack"))
     msg.pop("dedup_key", None)
+    msg.pop("body_hash", None)
     msg["raw"] = _decode(raw, charset)
     msg["ack"] = _decode(ack, charset)
     msg["channel_runs"] = [
@@ -146,6 +149,19 @@ def message_detail(engine: Engine, message_id: int, sealer=None) -> dict | None:
     return msg
 
 
+def replay_source(engine: Engine, message_id: int, sealer=None) -> dict | None:
+    """What a replay needs of a message: status, listener, charset, the raw bytes (opened),
+    dedup_key and body_hash; None when there is no message."""
+    cols = (m.status, m.listener, m.charset, m.raw, m.dedup_key, m.body_hash)
+    with engine.connect() as conn:
+        row = conn.execute(select(*cols).where(m.id == message_id)).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["raw"] = (sealer or NULL_SEALER).open(out["raw"])
+    return out
+
+
 def replayable_deliveries(engine: Engine, message_id: int) -> list[int] | None:
     """Ids of a message's dead, held or skipped deliveries; None when there is no message."""
     with engine.connect() as conn:
@@ -159,14 +175,3 @@ def replayable_deliveries(engine: Engine, message_id: int) -> list[int] | None:
                 .order_by(deliveries.c.id)
             ).scalars()
         )
-
-
-def newest_from_peer(engine: Engine, peer: str, after_id: int) -> int | None:
-    """The id of the newest message stored from ``peer`` with an id above ``after_id``."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.max(m.id)).where(m.id > after_id, m.peer == peer)).scalar()
-
-
-def max_message_id(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.max(m.id))).scalar() or 0

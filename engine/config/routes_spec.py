@@ -205,6 +205,16 @@ LISTENER = Spec(
             default="24h",
         ),
         Field(
+            "on_conflicting_duplicate",
+            Enum("ack_first", "process", "reject"),
+            "A message with the MSH-10 and sender of one taken in within duplicate_window but "
+            "another body (MSH-7 aside): reject answers AR with an ERR saying why and keeps it "
+            "as rejected; process takes it in as a new message; ack_first answers with the "
+            "first message's ACK and keeps nothing of it. Each is logged and counted. (A resend "
+            "of an errored or rejected message is no duplicate: it is processed anew.)",
+            default="reject",
+        ),
+        Field(
             "max_frame_size",
             Size(min=1024),
             "Largest MLLP frame accepted.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +33,25 @@ class SealError(Exception):
     """Sealed data that cannot be opened, or a bad key configuration."""
 
 
+# Body fingerprints (messages.body_hash), which duplicate detection compares: a 2-byte tag
+# naming the key, then BLAKE2b-128 of the body. With encryption on, BLAKE2b is keyed with a
+# key derived from the current sealing key: a plain hash of a body would be a fingerprint of
+# PHI sitting beside the sealed body, open to a guess-and-confirm search. Without encryption
+# the body is stored in clear anyway and the tag is zero. Fingerprints under different keys
+# (a rotation, encryption turned on) cannot be compared (engine.store.dedup).
+FINGERPRINT_PERSON = b"sb-body"
+UNKEYED_TAG = b"\x00\x00"
+_UNKEYED = hashlib.blake2b(digest_size=16, person=FINGERPRINT_PERSON)
+
+
+def _fingerprint(base, tag: bytes, parts) -> bytes:
+    h = base.copy()  # cheaper than a new keyed hash: the key block is already absorbed
+    h.update(parts[0])
+    if len(parts) > 1:
+        h.update(parts[1])
+    return tag + h.digest()
+
+
 class NullSealer:
     """Encryption off: identity (sealed rows from an earlier run would still fail loudly)."""
 
@@ -40,6 +60,10 @@ class NullSealer:
 
     def seal(self, data):
         return data
+
+    def fingerprint(self, parts) -> bytes:
+        """The body fingerprint of ``parts`` (one or two bytes-like, concatenated): unkeyed."""
+        return _fingerprint(_UNKEYED, UNKEYED_TAG, parts)
 
     def open(self, data):
         if data is not None and bytes(data[: len(MAGIC)]) == MAGIC:
@@ -74,6 +98,16 @@ class Sealer:
             self._aead[kid] = AESGCM(bytes(key))
         self.current = current
         self.prefix = self._header(current)
+        # its own key, derived from the sealing key (never the AES key itself)
+        derived = hashlib.blake2b(b"switchboard body fingerprint v1", key=bytes(keys[current]),
+                                  digest_size=32).digest()  # fmt: skip
+        self._fp_base = hashlib.blake2b(digest_size=16, key=derived, person=FINGERPRINT_PERSON)
+        tag = hashlib.blake2b(b"tag", key=derived, digest_size=2).digest()  # names the key
+        self._fp_tag = tag if tag != UNKEYED_TAG else b"\x00\x01"
+
+    def fingerprint(self, parts) -> bytes:
+        """The body fingerprint of ``parts``, keyed (see FINGERPRINT_PERSON)."""
+        return _fingerprint(self._fp_base, self._fp_tag, parts)
 
     @staticmethod
     def _header(kid: str) -> bytes:

@@ -29,12 +29,22 @@ LIST_COLUMNS = (
 
 
 def get_message(engine: Engine, message_id: int, sealer=None) -> dict | None:
-    """One message row; raw and ack opened with ``sealer`` (engine.store.crypto)."""
+    """One message row; raw and ack opened with ``sealer`` (engine.store.crypto), and
+    ``reprocessed_as``: the messages taken in again for it (see :func:`reprocessed_as`)."""
     with engine.connect() as conn:
         row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
-    if row is None:
-        return None
-    out = dict(row._mapping)
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["reprocessed_as"] = reprocessed_as(conn, message_id)
     sealer = sealer or NULL_SEALER
     out["raw"], out["ack"] = sealer.open(out["raw"]), sealer.open(out["ack"])
     return out
+
+
+def reprocessed_as(conn, message_id: int) -> list[int]:
+    """Ids of the messages stored as retries or replays of this one (ix_messages_reprocess_of),
+    oldest first."""
+    m = messages.c
+    query = select(m.id).where(m.reprocess_of == message_id).order_by(m.id)
+    return list(conn.execute(query).scalars())

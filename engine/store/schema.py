@@ -58,6 +58,11 @@ messages = Table(
     Column("source_file", Integer),  # files.id for messages from a file drop
     Column("raw", LargeBinary, nullable=False),  # the payload as received
     Column("patient_id", String(64)),  # PID-3.1 of the first repetition, for search
+    # what duplicate detection compares: 2-byte key tag + BLAKE2b-128, keyed with encryption
+    # at rest (engine.store.crypto); NULL: not computed (duplicate detection off, or older)
+    Column("body_hash", LargeBinary),
+    Column("reprocess_of", BigInteger),  # the errored/rejected message this one retries
+    Column("conflicts_with", BigInteger),  # the first message with its MSH-10, another body
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_patient", "patient_id", "received_at"),
     # also the duplicate check's index: it looks candidates up by control id and compares
@@ -67,6 +72,13 @@ messages = Table(
     Index("ix_messages_type", "message_type", "trigger", "received_at"),
     Index("ix_messages_type_time", "message_type", "received_at"),
     Index("ix_messages_status", "status", "received_at"),
+    # "reprocessed as" of a message; a partial index: most rows have no link (migration 0006)
+    Index(
+        "ix_messages_reprocess_of",
+        "reprocess_of",
+        sqlite_where=text("reprocess_of IS NOT NULL"),
+        postgresql_where=text("reprocess_of IS NOT NULL"),
+    ),
 )
 
 files = Table(

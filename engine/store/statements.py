@@ -69,7 +69,9 @@ class Statements:
         self._multi: dict[tuple[str, int], str] = {}  # (insert, rows) -> multi-row insert
         self._compiled: dict[int, tuple] = {}  # id(statement) -> (statement, sql, order)
         m = messages.c
-        select_sql = select(m.dedup_key, m.id, m.received_at, m.ack)
+        select_sql = select(
+            m.dedup_key, m.id, m.received_at, m.ack, m.status, m.ack_code, m.body_hash
+        )
         self.lookup_head = str(select_sql.compile(dialect=dialect)) + " WHERE control_id "
         self.lookup_tail = " ORDER BY id"
         self._in_cache: dict[int, str] = {}
@@ -157,9 +159,9 @@ class Statements:
         cur.executemany(text, _params(params, order))
 
     def lookup(self, cur, control_ids: list[str]) -> list[tuple]:
-        """(dedup_key, id, received_at, ack) of the rows with these control ids, oldest first:
-        found through ix_messages_control_id (there is no index on dedup_key, migration
-        0005); the caller keeps those whose dedup_key it asked for."""
+        """(dedup_key, id, received_at, ack, status, ack_code, body_hash) of the rows with these
+        control ids, oldest first: found through ix_messages_control_id (there is no index on
+        dedup_key, migration 0005); the caller keeps those whose dedup_key it asked for."""
         if self.sqlite:
             sql = self._in_cache.get(len(control_ids))
             if sql is None:

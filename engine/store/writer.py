@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from engine.logging import get_logger
+from engine.store import dedup
 from engine.store.db import BUSY_TIMEOUT_MS
 from engine.store.schema import files, messages
 from engine.store.statements import Statements
@@ -35,11 +36,19 @@ _KEY_CHUNK = 500
 
 @dataclass(slots=True)
 class RowResult:
-    """Outcome of one message row: its id, and for a duplicate the first message's id and ACK."""
+    """Outcome of one message row: its id, and for a duplicate the first message's id and ACK.
+
+    ``reprocess_of``: stored as a retry of that errored or rejected message. ``conflict_with``:
+    the message that came first with this MSH-10 and sender but another body; the row was
+    answered as its duplicate (``duplicate_of`` set) or stored, with ``changes`` applied when
+    its conflict policy gave any (engine.store.dedup)."""
 
     id: int
     duplicate_of: int | None = None
     ack: bytes | None = None
+    reprocess_of: int | None = None
+    conflict_with: int | None = None
+    changes: dict | None = None
 
 
 @dataclass(slots=True)
@@ -285,10 +294,12 @@ class StoreWriter:
             cur.close()
 
     def _write_with(self, conn, cur, sql: Statements, batch: list[WriteRequest]) -> list:
-        existing = self._existing(cur, sql, batch)
+        known = self._existing(cur, sql, batch)
+        seen: dict[str, list[int]] = {}  # dedup_key -> indexes of this batch's inserts
         inserts: list[dict] = []
-        plan: list[list] = []  # per request: per row ("new", insert index) or ("dup", ...)
-        seen: dict[str, tuple] = {}
+        # per request: per row the index of its insert (new), or (verdict, insert index or
+        # None, candidate, changes) for a row that follows an earlier one (engine.store.dedup)
+        plan: list[list] = []
         dup_ids: list[int] = []
         for req in batch:
             file_id = None
@@ -299,35 +310,58 @@ class StoreWriter:
                 key = row.get("dedup_key")
                 if file_id is not None:
                     row["source_file"] = file_id
-                hit = None
-                if key and window > 0:
-                    hit = seen.get(key) or existing.get(key)
-                    if hit is not None and hit[2] < row["received_at"] - window:
-                        hit = None
-                if hit is None:
-                    if key:
-                        seen[key] = ("batch", len(inserts), row["received_at"], row.get("ack"))
-                    steps.append(("new", len(inserts)))
-                    inserts.append(row)
-                else:
-                    steps.append(hit)
+                step = len(inserts)
+                if key and window > 0 and (key in known or key in seen):
+                    earlier = known.get(key, []) + [
+                        dedup.from_row(i, inserts[i]) for i in seen.get(key, ())
+                    ]
+                    verdict, hit = dedup.classify(earlier, row, window)
+                    changes = None
+                    if verdict == dedup.CONFLICT:
+                        policy = row.get("_on_conflict")
+                        changes = policy(row) if policy is not None else None
+                        if changes is None:  # ack_first: as a duplicate, flagged
+                            steps.append((verdict, None, hit, None))
+                            continue
+                    elif verdict == dedup.DUPLICATE:  # answered with the first message's ACK
+                        steps.append((verdict, None, hit, None))
+                        continue
+                    if verdict != dedup.NEW:  # stored, linked to the row it follows
+                        link = "reprocess_of" if verdict == dedup.RETRY else "conflicts_with"
+                        row = {**row, **(changes or {}), link: hit.ref if hit.stored else None}
+                        step = (verdict, step, hit, changes)
+                if key:
+                    seen.setdefault(key, []).append(len(inserts))
+                steps.append(step)
+                inserts.append(row)
             plan.append(steps)
         ids = sql.insert(cur, inserts) if inserts else []
         if inserts:
             sql.insert_children(cur, inserts)
         outcomes = []
+        late: dict[str, list[dict]] = {}  # links to rows of this batch, known once inserted
         for req, steps in zip(batch, plan, strict=True):
             results: list = [] if req.file is None else [steps[0]]
             for step in steps[1:]:
-                if step[0] == "new":
-                    results.append(RowResult(ids[step[1]]))
-                elif step[0] == "dup":  # a duplicate of a stored message
-                    dup_ids.append(step[1])
-                    results.append(RowResult(step[1], duplicate_of=step[1], ack=step[3]))
-                else:  # a duplicate of a message inserted in this batch
-                    first = ids[step[1]]
+                if step.__class__ is int:  # new
+                    results.append(RowResult(ids[step]))
+                    continue
+                verdict, index, hit, changes = step
+                first = hit.ref if hit.stored else ids[hit.ref]
+                if index is None:  # answered with the first message's ACK
                     dup_ids.append(first)
-                    results.append(RowResult(first, duplicate_of=first, ack=step[3]))
+                    conflict = first if verdict == dedup.CONFLICT else None
+                    results.append(RowResult(first, first, hit.ack, conflict_with=conflict))
+                    continue
+                result = RowResult(ids[index])
+                if verdict == dedup.RETRY:
+                    result.reprocess_of = first
+                elif verdict == dedup.CONFLICT:
+                    result.conflict_with, result.changes = first, changes
+                if not hit.stored:
+                    link = "reprocess_of" if verdict == dedup.RETRY else "conflicts_with"
+                    late.setdefault(link, []).append({"mid": ids[index], "to": first})
+                results.append(result)
             outcomes.append(results)
         self._run_ops(cur, sql, batch)
         if dup_ids:
@@ -337,6 +371,11 @@ class StoreWriter:
                 .values(duplicates=messages.c.duplicates + 1),
                 [{"mid": i} for i in dup_ids],
             )
+        for link, params in late.items():
+            conn.execute(
+                update(messages).where(messages.c.id == bindparam("mid"))
+                .values({link: bindparam("to")}), params,
+            )  # fmt: skip
         return outcomes
 
     def _run_ops(self, cur, sql: Statements, batch: list[WriteRequest]) -> None:
@@ -356,8 +395,8 @@ class StoreWriter:
         if run:
             sql.execute(cur, current, run)
 
-    def _existing(self, cur, sql: Statements, batch: list[WriteRequest]) -> dict[str, tuple]:
-        """Stored rows that share a dedup_key with a row of the batch, the newest per key.
+    def _existing(self, cur, sql: Statements, batch: list[WriteRequest]) -> dict[str, list]:
+        """Stored rows that share a dedup_key with a row of the batch, oldest first per key.
         Candidates come by control id (its index serves search as well) and only an equal
         dedup_key (sending application, facility and control id) counts."""
         wanted = {
@@ -367,11 +406,13 @@ class StoreWriter:
             if window > 0 and row.get("dedup_key")
         }
         cids = list(set(wanted.values()))
-        found: dict[str, tuple] = {}
+        found: dict[str, list] = {}
         for i in range(0, len(cids), _KEY_CHUNK):
-            for key, mid, received_at, ack in sql.lookup(cur, cids[i : i + _KEY_CHUNK]):
-                if key in wanted:  # ordered by id: the newest wins
-                    found[key] = ("dup", mid, received_at, ack)
+            for key, mid, at, ack, status, code, fp in sql.lookup(cur, cids[i : i + _KEY_CHUNK]):
+                if key in wanted:  # ordered by id
+                    found.setdefault(key, []).append(
+                        dedup.Candidate(mid, True, at, ack, status, code, fp)
+                    )
         return found
 
 

@@ -7,6 +7,8 @@ const TOKEN_KEY = "switchboard.admin.token";
 const REFRESH_MS = 5000;
 const $ = (sel) => document.querySelector(sel);
 let current = null; // id of the message in the detail view
+// a replay takes these in again (they went nowhere); others have their deliveries replayed
+const REPROCESS = ["errored", "rejected", "unrouted", "filtered"];
 let lastMetrics = null; // {t, received: {listener: n}}
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
@@ -140,15 +142,21 @@ function renderDestinations(rows) {
 }
 
 async function act(path, done, body) {
+  let next = current;
   try {
     const out = await api(path, { method: "POST", body: body === undefined ? {} : body });
-    const extra = out.replayed !== undefined ? " (" + out.replayed + ")" : "";
-    notice(done + extra);
+    if (out.new_message_id !== undefined) { // taken in again: show the new message
+      notice("Message " + out.message_id + " taken in again as message " + out.new_message_id +
+        ": " + out.status + (out.ack_code ? " (" + out.ack_code + ")" : ""));
+      next = out.new_message_id;
+    } else {
+      notice(done + (out.replayed !== undefined ? " (" + out.replayed + ")" : ""));
+    }
   } catch (e) {
     if (e.status !== 401) notice("Failed: " + e.message, true);
   }
   refreshStatus();
-  if (current !== null) openMessage(current);
+  if (next !== null) openMessage(next);
 }
 
 // metrics ----------------------------------------------------------------------------
@@ -312,6 +320,15 @@ async function openMessage(id) {
     "status " + m.status + (m.reason ? " (" + m.reason + ")" : ""), "ACK " + (m.ack_code || "none"),
     m.duplicates ? m.duplicates + " duplicates" : "",
   ].filter(Boolean).join(" · ");
+  const links = $("#detail-links");
+  links.replaceChildren();
+  const link = (label, id) => links.append(button(label + " " + id, () => openMessage(id), "Open message " + id));
+  if (m.reprocess_of) link("Reprocess of message", m.reprocess_of);
+  if (m.conflicts_with) link("Same MSH-10 as message", m.conflicts_with);
+  for (const id of m.reprocessed_as || []) link("Reprocessed as message", id);
+  links.hidden = !links.childElementCount;
+  $("#replay").textContent = REPROCESS.includes(m.status)
+    ? "Take in again on the current configuration" : "Replay dead, held and skipped deliveries";
   segments($("#raw"), m.raw);
   segments($("#ack"), m.ack);
   const runs = $("#runs tbody"); runs.replaceChildren();
