@@ -106,9 +106,9 @@ def test_far_unknown_names_list_what_is_valid() -> None:
         "translate",
         "routes.yaml:4:5: unknown key 'when_idle' in listener 'lab-in'; valid keys: name, mllp, "
         "directory, tls, ack, enhanced_ack, charset, versions, processing_ids, "
-        "duplicate_window, max_frame_size, frame_timeout, idle_timeout, max_connections, "
-        "allow_addresses, allow_subjects, require_end_of_data, normalize_newlines, "
-        "poll_interval, settle_time, pattern",
+        "duplicate_window, on_conflicting_duplicate, max_frame_size, frame_timeout, "
+        "idle_timeout, max_connections, allow_addresses, allow_subjects, require_end_of_data, "
+        "normalize_newlines, poll_interval, settle_time, pattern",
         "routes.yaml:6:21: unknown key 'feld' in 'when'; did you mean 'field'?",
         "routes.yaml:6:34: unknown key 'xx' in 'when'; valid keys: field, equals, not_equals, "
         "in, not_in, regex, exists, all, any, not",
