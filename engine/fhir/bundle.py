@@ -78,11 +78,6 @@ def derived(opts, kind: str, *parts: str) -> dict:
     return {"system": sender_system(opts, kind), "value": "/".join(p for p in parts if p)}
 
 
-def key_of(identifier: dict) -> str:
-    """``system|value`` of an identifier (as the value of a derived identifier)."""
-    return f"{identifier.get('system', '')}|{identifier['value']}"
-
-
 class TransactionBundle:
     def __init__(self, message_key: str, timestamp: str | None = None, msh10: str = ""):
         self.message_key = message_key  # stable per message: same message -> same fullUrls

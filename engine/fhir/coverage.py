@@ -39,12 +39,8 @@ def _payor(bundle, in1: Seg, opts) -> dict:
     (CX) [ours: the guide leaves IN1-3 unmapped]. Payor is 1..*: without a name or an id, a
     display-only reference [ours]."""
     tz = opts.timezone
-    company = cx(in1.f(3), opts, tz)
-    identifier = (
-        {k: v for k, v in company.items() if k in ("system", "value", "type")} if company else None
-    )
     org = add_organization(
-        bundle, opts, identifier, in1.f(4).c(1),
+        bundle, opts, cx(in1.f(3), opts, tz), in1.f(4).c(1),
         address=[a for a in (xad(f, tz) for f in in1.reps(5)) if a],
         telecom=[t for t in (xtn(f, "work", tz) for f in in1.reps(7)) if t],
     )  # fmt: skip
@@ -80,10 +76,8 @@ def add_coverages(bundle, msg, opts, patient_ref: str | None) -> None:
             subscriber = ref(bundle.add(person, f"IN1|{n}", identifier_query(person_id)))
         group_id = cx(in1.f(10), opts, tz)  # IN1-10: SN -> subscriberId, else the employer's
         is_sn = bool(group_id) and in1.f(10).c(5).upper() == "SN"
-        holder = add_organization(
-            bundle, opts, None if is_sn or not group_id else
-            {k: v for k, v in group_id.items() if k in ("system", "value", "type")},
-            in1.f(11).c(1))  # IN1-10/-11 insured's group employer -> policyHolder  # fmt: skip
+        # IN1-10/-11 the insured's group employer -> policyHolder
+        holder = add_organization(bundle, opts, None if is_sn else group_id, in1.f(11).c(1))
         subscriber_id = (cx(in1.f(49), opts, tz) or (group_id if is_sn else None) or {}).get(
             "value"
         )

@@ -11,7 +11,7 @@ import re
 from engine.fhir import vocab
 from engine.fhir.bundle import derived, identifier_query
 from engine.fhir.datatypes import V2, coded, compact, cwe, dtm, ei, period
-from engine.fhir.obx_values import number
+from engine.fhir.obx_values import quantity
 from engine.fhir.orders import order_identifiers, order_status
 from engine.fhir.people import add_practitioner
 from engine.fhir.segments import Seg, following, notes_after
@@ -26,17 +26,7 @@ DISCONTINUED = frozenset({"DC", "OD", "DR"})
 def _quantity(amount: str, units: V2, opts) -> dict | None:
     """NM + CWE units -> Quantity: ``code``/``system`` when the unit is coded (RXO-4/-12
     rows: "IF .1 OR .3 VALUED"), else ``unit`` only."""
-    value = number(amount)
-    if value is None:
-        return None
-    out: dict = {"value": value}
-    if units.c(2) or units.c(1):
-        out["unit"] = units.c(2) or units.c(1)
-    if units.c(1) and units.c(3):
-        system = vocab.system_uri(units.c(3), opts.local_system)
-        if system:
-            out |= {"system": system, "code": units.c(1)}
-    return out
+    return quantity(amount, units.c(1), units.c(2), units.c(3), opts.local_system)
 
 
 def _medication(bundle, rxo: Seg, opts) -> dict:

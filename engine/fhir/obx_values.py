@@ -41,6 +41,23 @@ def number(text: str) -> int | float | None:
     return None
 
 
+def quantity(amount: str, code: str, text: str, system_name: str, local_system: str):
+    """A number with its unit (code, text, coding system name) -> Quantity: ``unit`` the text
+    (else the code), ``system``/``code`` only when the unit is coded in a named system; None
+    when the amount is not a number."""
+    value = number(amount)
+    if value is None:
+        return None
+    out: dict = {"value": value}
+    if text or code:
+        out["unit"] = text or code
+    if code and system_name:
+        system = vocab.system_uri(system_name, local_system)
+        if system:
+            out |= {"system": system, "code": code}
+    return out
+
+
 def _split_comparator(text: str) -> tuple[str, str]:
     s = text.strip()
     n = 2 if s[:2] in ("<=", ">=", "<>") else 1 if s[:1] in ("<", ">", "=") else 0

@@ -17,7 +17,6 @@ from engine.fhir.people import add_location, add_practitioner
 from engine.fhir.segments import Seg, first, formatted_text, segs
 from engine.hl7.message import Message
 
-PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/participant-type"
 PROVENANCE_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 R5_SUBJECT = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.subject"
 MINUTES = {"MIN": 1, "M": 1, "MINUTES": 1, "MINUTE": 1, "S": 1 / 60, "SEC": 1 / 60,

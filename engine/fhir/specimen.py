@@ -10,7 +10,7 @@ from __future__ import annotations
 from engine.fhir import vocab
 from engine.fhir.bundle import TransactionBundle, derived, identifier_query
 from engine.fhir.datatypes import V2, coded, compact, cwe, cx, dtm, ei, ei_sub, period
-from engine.fhir.obx_values import number
+from engine.fhir.obx_values import quantity
 from engine.fhir.options import ConvertOptions
 from engine.fhir.people import add_practitioner
 from engine.fhir.segments import Seg
@@ -24,18 +24,7 @@ IMAGING_SECTIONS = frozenset({"RAD", "RX", "CT", "MR", "NMR", "NMS", "US", "CUS"
 
 def cq_quantity(f: V2, opts) -> dict | None:
     """CQ (.1 quantity, .2 units as CWE subcomponents) -> SimpleQuantity."""
-    amount = number(f.c(1))
-    if amount is None:
-        return None
-    out: dict = {"value": amount}
-    unit_code, unit_text, unit_system = f.s(2, 1), f.s(2, 2), f.s(2, 3)
-    if unit_text or unit_code:
-        out["unit"] = unit_text or unit_code
-    if unit_code and unit_system:
-        system = vocab.system_uri(unit_system, opts.local_system)
-        if system:
-            out |= {"system": system, "code": unit_code}
-    return out
+    return quantity(f.c(1), f.s(2, 1), f.s(2, 2), f.s(2, 3), opts.local_system)
 
 
 def _collected(start: str, end: str, tz) -> dict:

@@ -172,7 +172,3 @@ ALLERGY_CATEGORY = {"DA": "medication", "MA": "medication", "FA": "food", "EA": 
                     "LA": "environment", "PA": "environment", "AA": "biologic",
                     "MC": "medication"}  # fmt: skip
 ALLERGY_CRITICALITY = {"SV": "high", "MO": "low", "MI": "low", "U": "unable-to-assess"}
-
-# PV1-7/8/9/17 -> Encounter.participant.type (v3 ParticipationType)
-PARTICIPANT = {7: ("ATND", "attender"), 8: ("REF", "referrer"), 9: ("CON", "consultant"),
-               17: ("ADM", "admitter")}  # fmt: skip

@@ -9,7 +9,7 @@ from engine.fhir import vocab
 from engine.fhir.bundle import TransactionBundle, derived, identifier_query
 from engine.fhir.datatypes import coded, compact, cwe, dtm, ei, ei_sub, xad
 from engine.fhir.observation import add_observation
-from engine.fhir.obx_values import number
+from engine.fhir.obx_values import quantity
 from engine.fhir.options import ConvertOptions
 from engine.fhir.oru import observation_identifier
 from engine.fhir.people import add_location, add_practitioner, cwe_organization
@@ -60,14 +60,10 @@ def _immunization(bundle, msg, orc: Seg | None, rxa: Seg, opts, patient_ref, enc
         actor = add_practitioner(bundle, field, opts) if field else None
         if actor:
             performers.append({"function": coded(FUNCTION, function), "actor": actor})
-    amount = rxa.f(6).c(1)
+    amount, units = rxa.f(6).c(1), rxa.f(7)
     dose = None
-    if amount and amount != UNKNOWN_AMOUNT and (value := number(amount)) is not None:
-        units = rxa.f(7)
-        dose = compact({"value": value, "unit": units.c(2) or units.c(1),
-                        "system": vocab.system_uri(units.c(3), opts.local_system)
-                        if units.c(3) else None,
-                        "code": units.c(1) if units.c(3) else None})  # fmt: skip
+    if amount != UNKNOWN_AMOUNT:
+        dose = quantity(amount, units.c(1), units.c(2), units.c(3), opts.local_system)
     recorded = dtm(orc.f(9).c(1), tz) if orc else None
     if not recorded and rxa.code(21) == "A":
         recorded = dtm(rxa.f(22).c(1), tz)
