@@ -89,3 +89,14 @@ def test_validate_rejects_a_time_without_offset():
          "request": {"method": "POST", "url": "Observation"}}]}  # fmt: skip
     with pytest.raises(ValueError, match="a time without a UTC offset"):
         validate(bundle)
+
+
+def test_full_urls_are_name_based_uuids():
+    import uuid
+
+    from engine.fhir.bundle import NAMESPACE, TransactionBundle
+
+    bundle = TransactionBundle("SND|FAC|MSG1")
+    for rtype, key in (("Patient", "patient|urn:oid:1.2|5"), ("Observation", "oru-obx-1")):
+        expected = uuid.uuid5(NAMESPACE, f"SND|FAC|MSG1|{rtype}|{key}")
+        assert bundle.full_url(rtype, key) == f"urn:uuid:{expected}"

@@ -16,6 +16,8 @@ from engine.fhir import vocab
 from engine.fhir.bundle import sender_system, slug
 from engine.hl7.escape import unescape
 
+_EMPTY_CHARS: dict[str, str] = {}  # per encoding: what a field holding nothing is made of
+
 
 class V2:
     """One field repetition: ``c(n)`` is component n decoded (its first subcomponent),
@@ -66,7 +68,11 @@ class V2:
         return unescape(subs[m - 1], self.sep, self.enc).strip() if m - 1 < len(subs) else ""
 
     def __bool__(self) -> bool:
-        return bool(self.raw.strip(self.enc[0] + self.enc[3] + " "))
+        enc = self.enc
+        strip = _EMPTY_CHARS.get(enc)
+        if strip is None:
+            strip = _EMPTY_CHARS[enc] = enc[0] + enc[3] + " "
+        return bool(self.raw.strip(strip))
 
     @property
     def text(self) -> str:

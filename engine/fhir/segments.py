@@ -49,6 +49,9 @@ class Seg:
         if not raw or raw == NULL:
             return []
         sep, enc = self.sep, self.enc
+        if enc[1] not in raw:  # one repetition: the common case
+            v = V2(_drop_nulls(raw, enc), sep, enc)
+            return [v] if v else []
         out = [V2(_drop_nulls(r, enc), sep, enc) for r in raw.split(enc[1]) if r and r != NULL]
         return [v for v in out if v]
 
