@@ -16,10 +16,8 @@ import pytest
 from fhir.resources.bundle import Bundle
 
 from engine.fhir import vocab
-from engine.fhir.adt import convert_adt
-from engine.fhir.bundle import TransactionBundle
+from engine.fhir.convert import convert as to_fhir
 from engine.fhir.options import ConvertOptions
-from engine.fhir.patient import add_encounter, add_patient
 from engine.hl7.message import Message
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -207,11 +205,7 @@ def bad_codes(bundle: dict) -> list[str]:
 
 def convert(text: str, opts: ConvertOptions = OPTS) -> dict:
     msg = Message.from_bytes(text.encode("latin-1"))
-    bundle = TransactionBundle(message_key="k", msh10=msg.get("MSH-10") or "")
-    patient = add_patient(bundle, msg, opts)
-    encounter = add_encounter(bundle, msg, opts, patient)
-    convert_adt(bundle, msg, opts, patient, encounter)
-    data = bundle.to_json()
+    data = to_fhir(msg, opts)
     Bundle.parse_obj(data)  # FHIR R4 validation
     assert dangling(data) == []
     assert naive_times(data) == []
@@ -334,12 +328,16 @@ def test_patient_gender_table_0001(code, gender):
 
 def test_patient_address_and_county():
     patient = one(convert(adt()), "Patient")["resource"]
+    # two PID-11: PID-12 is an address of its own (PID[Patient] PID-12 rows)
     assert patient["address"] == [
         {"use": "home", "line": ["123 Main St", "Apt 4"], "city": "Springfield",
-         "district": "SANGAMON", "state": "IL", "postalCode": "62704", "country": "USA"},
+         "state": "IL", "postalCode": "62704", "country": "USA"},
         {"type": "postal", "line": ["PO Box 1"], "city": "Springfield", "state": "IL",
          "postalCode": "62705", "country": "USA"},
+        {"district": "SANGAMON"},
     ]  # fmt: skip
+    one_address = one(convert(adt(pid={11: "1 Elm St^^Chicago^IL^60601^USA^H"})), "Patient")
+    assert one_address["resource"]["address"][0]["district"] == "SANGAMON"
 
 
 def test_patient_county_does_not_override_xad_district():
@@ -350,8 +348,18 @@ def test_patient_county_does_not_override_xad_district():
 
 def test_patient_telecom_language_marital():
     patient = one(convert(adt()), "Patient")["resource"]
+    cp = "http://hl7.org/fhir/StructureDefinition/contactpoint-"
     assert patient["telecom"] == [
-        {"system": "phone", "value": "+1 217 5551234", "use": "home"},
+        {
+            "extension": [
+                {"url": cp + "country", "valueString": "1"},
+                {"url": cp + "area", "valueString": "217"},
+                {"url": cp + "local", "valueString": "5551234"},
+            ],
+            "system": "phone",
+            "value": "+1 217 5551234",
+            "use": "home",
+        },
         {"system": "email", "value": "john@example.com", "use": "home"},
         {"system": "phone", "value": "(217)555-9999", "use": "home"},  # PID-13: home
         {"system": "phone", "value": "(217)555-0000", "use": "work"},  # PID-14: work
@@ -384,18 +392,21 @@ def test_patient_without_identifier_system_is_keyed_within_its_sender():
         "url": "Patient?identifier=http://switchboard.local/fhir/id/sender/FAC|777",
     }
     entry = one(convert(adt(pid={2: "", 3: "", 19: ""})), "Patient")
-    assert entry["request"] == {"method": "POST", "url": "Patient"}
-    assert "identifier" not in entry["resource"]
+    # no identifier at all: one derived from the message (re-posting it updates)
+    assert entry["request"] == {
+        "method": "PUT",
+        "url": "Patient?identifier="
+        "http://switchboard.local/fhir/id/sender/FAC/patient|MSG0001/PID-2",
+    }
+    assert entry["resource"]["identifier"] == [
+        {"system": "http://switchboard.local/fhir/id/sender/FAC/patient", "value": "MSG0001/PID-2"}
+    ]
 
 
 def test_no_pid_or_not_emitted_gives_no_patient():
-    msg = Message.from_bytes((msh() + "\rPV1|1|I\r").encode())
-    bundle = TransactionBundle(message_key="k", msh10="MSG0001")
-    assert add_patient(bundle, msg, OPTS) is None
+    data = convert(msh() + "\rEVN|A01|20240101120000\rPV1|1|I\r")
+    assert entries(data, "Patient") == []
     opts = dataclasses.replace(OPTS, resources=OPTS.resources - {"Patient"})
-    msg = Message.from_bytes(adt().encode())
-    assert add_patient(bundle, msg, opts) is None
-    assert bundle.entries == []
     data = convert(adt(), opts)  # the rest still converts; nothing needs a patient
     assert entries(data, "Patient") == [] and entries(data, "AllergyIntolerance") == []
     assert one(data, "Encounter")["resource"].get("subject") is None
@@ -417,7 +428,7 @@ def test_encounter_fields():
     assert encounter["identifier"] == [{
         "value": "V100",
         "system": f"urn:oid:{HOSP_OID}",
-        "type": {"coding": [{"system": V2_0203, "code": "VN"}]},
+        "type": {"coding": [{"system": V2_0203, "code": "VN"}], "text": "visit number"},
     }]  # fmt: skip
     assert encounter["status"] == "in-progress"
     assert encounter["class"] == {
@@ -432,10 +443,14 @@ def test_encounter_fields():
     assert codes(encounter["hospitalization"]["dischargeDisposition"]) == [
         (vocab.V2 + "0112", "01")
     ]
-    assert encounter["location"] == [
-        {"location": {"display": "4W, 401, A, GENHOSP"}, "status": "active"},
-        {"location": {"display": "3E, 301, B, GENHOSP"}, "status": "completed"},
+    assert [(loc["location"]["display"], loc["status"]) for loc in encounter["location"]] == [
+        ("4W, 401, A, GENHOSP", "active"),
+        ("3E, 301, B, GENHOSP", "completed"),
     ]
+    bed = by_url(data, encounter["location"][0]["location"]["reference"])
+    assert bed["name"] == "A" and bed["physicalType"]["coding"][0]["code"] == "bd"
+    room = by_url(data, bed["partOf"]["reference"])
+    assert room["name"] == "401" and room["physicalType"]["coding"][0]["code"] == "ro"
 
 
 def test_encounter_participants_and_practitioners():
@@ -465,11 +480,15 @@ def test_encounter_participants_and_practitioners():
     }]  # fmt: skip
     assert attending["resource"]["name"] == [{
         "use": "official", "family": "Attend", "given": ["Alice", "B"], "prefix": ["Dr"],
-        "suffix": ["MD"],
     }]  # fmt: skip
+    # XCN.7 degree is a qualification (XCN[Practitioner] row 7)
+    assert attending["resource"]["qualification"] == [
+        {"code": {"coding": [{"system": vocab.V2 + "0360", "code": "MD"}]}}
+    ]
     referrer = practitioners[1]["resource"]
+    # no assigning authority: the sender's own staff number, not a global system
     assert referrer["identifier"] == [
-        {"system": "http://switchboard.local/fhir/id/practitioner", "value": "5678"}
+        {"system": "http://switchboard.local/fhir/id/sender/FAC", "value": "5678"}
     ]
 
 
@@ -536,9 +555,9 @@ def test_a02_transfer_new_location_active_prior_completed():
     encounter = one(convert(adt("A02", nk1=None, al1=None, dg1=None, in1=None)),
                     "Encounter")["resource"]  # fmt: skip
     assert encounter["status"] == "in-progress"
-    assert encounter["location"] == [
-        {"location": {"display": "4W, 401, A, GENHOSP"}, "status": "active"},
-        {"location": {"display": "3E, 301, B, GENHOSP"}, "status": "completed"},
+    assert [(loc["location"]["display"], loc["status"]) for loc in encounter["location"]] == [
+        ("4W, 401, A, GENHOSP", "active"),
+        ("3E, 301, B, GENHOSP", "completed"),
     ]
 
 
@@ -556,7 +575,10 @@ def test_encounter_without_visit_number_system_is_keyed_within_its_sender():
     }
     assert entry["resource"]["identifier"][0]["value"] == "V100"
     entry = one(convert(adt(pv1={19: ""})), "Encounter")
-    assert entry["request"] == {"method": "POST", "url": "Encounter"}
+    # no visit number: keyed on the patient and the admit time (PV1-44)
+    assert entry["request"] == {"method": "PUT", "url": "Encounter?identifier=http://switchboa"
+                                "rd.local/fhir/id/sender/FAC/encounter|12345@urn:oid:"
+                                f"{HOSP_OID}/20240101120000"}  # fmt: skip
 
 
 def test_no_pv1_gives_no_encounter_and_no_diagnosis():
@@ -576,22 +598,24 @@ def test_nk1_related_person():
         (vocab.V3_ROLE_CODE, "SPS"),
         (vocab.V2 + "0063", "SPO"),
     ]
-    assert codes(person["relationship"][1]) == [(vocab.V2 + "0131", "EMC")]
+    # EMC is no code of table 0131 (C is): the sender's text, no made-up v2-0131 coding
+    assert person["relationship"][1] == {"text": "Emergency Contact"}
     assert person["address"] == [{
         "use": "home", "line": ["123 Main St"], "city": "Springfield", "state": "IL",
         "postalCode": "62704", "country": "USA",
     }]  # fmt: skip
     assert person["telecom"] == [
-        {"system": "phone", "value": "(217)555-1111", "use": "home"},
+        {"system": "phone", "value": "(217)555-1111"},  # NK1-5: the use is XTN.2's
         {"system": "phone", "value": "(217)555-2222", "use": "work"},
     ]
 
 
 def test_nk1_relationship_without_role_code_keeps_v2_code():
     person = one(convert(adt(nk1={3: "OTH^Other^HL70063", 7: ""})), "RelatedPerson")["resource"]
-    assert person["relationship"] == [
-        {"coding": [{"system": vocab.V2 + "0063", "code": "OTH", "display": "Other"}]}
-    ]
+    # the guide's Relationship map: OTH -> v2-0131 O; the v2-0063 code is kept
+    assert person["relationship"] == [{"coding": [
+        {"system": vocab.V2 + "0131", "code": "O", "display": "Other"},
+        {"system": vocab.V2 + "0063", "code": "OTH", "display": "Other"}]}]  # fmt: skip
 
 
 def test_al1_allergy_intolerance():
@@ -676,7 +700,11 @@ def test_in1_coverage_and_payor():
     coverage = one(data, "Coverage")["resource"]
     patient_url = one(data, "Patient")["fullUrl"]
     assert coverage["status"] == "active"
-    assert coverage["identifier"] == [{"value": "GOLD"}]
+    # keyed on the patient and the plan (a plan id alone is shared by many patients)
+    assert coverage["identifier"] == [
+        {"system": "http://switchboard.local/fhir/id/sender/FAC/coverage",
+         "value": f"12345@urn:oid:{HOSP_OID}/GOLD"},
+        {"value": "GOLD"}]  # fmt: skip
     assert coverage["beneficiary"] == {"reference": patient_url}
     assert coverage["subscriber"] == {"reference": patient_url}  # IN1-17 SEL
     assert coverage["subscriberId"] == "SUB-42"
@@ -686,7 +714,8 @@ def test_in1_coverage_and_payor():
         "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
         "self",
     )
-    payor = one(data, "Organization")
+    payor = next(e for e in entries(data, "Organization")
+                 if e["fullUrl"] == coverage["payor"][0]["reference"])  # fmt: skip
     assert coverage["payor"] == [{"reference": payor["fullUrl"], "display": "Acme Insurance"}]
     assert payor["resource"]["name"] == "Acme Insurance"
     assert payor["resource"]["identifier"] == [
@@ -724,12 +753,19 @@ def test_explicit_nulls_are_empty():
     encounter = one(data, "Encounter")["resource"]
     assert encounter["status"] == "in-progress"
     assert "end" not in encounter["period"] and "hospitalization" not in encounter
-    assert one(data, "Organization")["resource"]["address"] == [{"city": "NEW YORK"}]
+    payor = by_url(data, one(data, "Coverage")["resource"]["payor"][0]["reference"])
+    assert payor["address"] == [{"city": "NEW YORK"}]
 
 
-def test_obx_is_left_to_the_observation_mapping():
+def test_adt_obx_is_an_observation_keyed_on_the_message():
     text = adt() + "OBX|1|NM|8302-2^Body Height^LN||190|cm^centimeter^UCUM|||||F\r"
-    assert entries(convert(text), "Observation") == []
+    (obs,) = entries(convert(text), "Observation")
+    assert obs["resource"]["valueQuantity"]["value"] == 190
+    assert obs["request"] == {
+        "method": "PUT",
+        "url": "Observation?identifier=http://switchboa"
+        "rd.local/fhir/id/sender/FAC/observation|MSG0001/OBX-1",
+    }
 
 
 # sample messages ---------------------------------------------------------------------------
@@ -749,7 +785,7 @@ needs_samples = pytest.mark.skipif(
 def test_sample_converts(path):
     data = convert(path.read_bytes().decode("latin-1"))
     patient = entries(data, "Patient")
-    assert len(patient) == 1
+    assert len(patient) == (2 if "a24" in path.name else 1)  # A24 links two patients
     assert patient[0]["resource"].get("name") or patient[0]["resource"].get("identifier")
 
 
@@ -784,11 +820,15 @@ def test_sample_a03_discharge():
 @needs_samples
 def test_sample_a24_custom_separators():
     path = SAMPLES / "hl7" / "adt_a24_v24_custom_separators_hapi.hl7"
-    patient = one(convert(path.read_text("latin-1")), "Patient")
+    first, second = entries(convert(path.read_text("latin-1")), "Patient")
     assert (
-        patient["request"]["url"] == "Patient?identifier=http://switchboard.local/fhir/id/FOO|11111"
+        first["request"]["url"] == "Patient?identifier=http://switchboard.local/fhir/id/FOO|11111"
     )
-    assert patient["resource"]["name"] == [{"family": "SMITH", "given": ["JOHN", "TEST"]}]
+    assert first["resource"]["name"] == [{"family": "SMITH", "given": ["JOHN", "TEST"]}]
+    # A24 (link patient information): each refers to the other
+    assert first["resource"]["link"] == [{"other": {"reference": second["fullUrl"]},
+                                          "type": "seealso"}]  # fmt: skip
+    assert second["resource"]["link"][0]["other"] == {"reference": first["fullUrl"]}
 
 
 def test_ig_adt_a01():
@@ -804,8 +844,8 @@ def test_ig_adt_a01():
     assert resource["name"][0]["family"] == "Everywoman"
     assert resource["name"][1]["use"] == "maiden"
     assert resource["identifier"][1]["type"]["coding"][0]["code"] == "DL"
-    assert resource["telecom"][2] == {"system": "phone", "value": "+1 555 555-1126 X12",
-                                      "use": "work"}  # fmt: skip
+    work = resource["telecom"][2]
+    assert (work["system"], work["value"], work["use"]) == ("phone", "+1 555 555-1126 X12", "work")
     encounter = one(data, "Encounter")
     assert encounter["request"]["url"] == "Encounter?identifier=urn:oid:1.2.3.4.5.6|81456267"
     assert encounter["resource"]["class"]["code"] == "EMER"

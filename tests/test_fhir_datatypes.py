@@ -9,7 +9,7 @@ import pytest
 from engine.fhir.convert import validate
 from engine.fhir.datatypes import V2, cwe, cx, dtm, xpn, xtn
 from engine.fhir.options import ConvertOptions
-from engine.fhir.patient import xcn_identifier
+from engine.fhir.people import xcn_identifier
 
 NY = ZoneInfo("America/New_York")
 
@@ -42,7 +42,11 @@ def test_xpn_and_xtn():
     assert xpn(V2("DOE^JANE^Q^JR^DR^^L")) == {
         "use": "official", "family": "DOE", "given": ["JANE", "Q"], "prefix": ["DR"],
         "suffix": ["JR"]}  # fmt: skip
+    cp = "http://hl7.org/fhir/StructureDefinition/contactpoint-"
     assert xtn(V2("^PRN^PH^^1^217^5550100")) == {
+        "extension": [{"url": cp + "country", "valueString": "1"},
+                      {"url": cp + "area", "valueString": "217"},
+                      {"url": cp + "local", "valueString": "5550100"}],
         "system": "phone", "value": "+1 217 5550100", "use": "home"}  # fmt: skip
     assert xtn(V2("^NET^Internet^jane@example.org")) == {
         "system": "email", "value": "jane@example.org", "use": "home"}  # fmt: skip
@@ -55,7 +59,7 @@ def test_cwe_systems_known_hl7_and_local():
     concept = cwe(V2("2345-7^Glucose^LN^GLU^Glucose local^GHH LAB"), opts)
     assert concept["coding"] == [
         {"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"},
-        {"system": "http://hosp.example.org/fhir/GHH%20LAB", "code": "GLU",
+        {"system": "http://hosp.example.org/fhir/GHH-LAB", "code": "GLU",
          "display": "Glucose local"},
     ]  # fmt: skip
     assert cwe(V2("F^Female^HL70001"))["coding"][0]["system"] == (
@@ -85,3 +89,14 @@ def test_validate_rejects_a_time_without_offset():
          "request": {"method": "POST", "url": "Observation"}}]}  # fmt: skip
     with pytest.raises(ValueError, match="a time without a UTC offset"):
         validate(bundle)
+
+
+def test_full_urls_are_name_based_uuids():
+    import uuid
+
+    from engine.fhir.bundle import NAMESPACE, TransactionBundle
+
+    bundle = TransactionBundle("SND|FAC|MSG1")
+    for rtype, key in (("Patient", "patient|urn:oid:1.2|5"), ("Observation", "oru-obx-1")):
+        expected = uuid.uuid5(NAMESPACE, f"SND|FAC|MSG1|{rtype}|{key}")
+        assert bundle.full_url(rtype, key) == f"urn:uuid:{expected}"

@@ -78,7 +78,7 @@ def test_render_failure_errors_the_message_not_intake(tmp_path):
     [
         ("timezone: Mars/Olympus", "destination 'fhir': unknown time zone 'Mars/Olympus'"),
         ("hook: nowhere.mod:fn", "destination 'fhir': cannot import nowhere.mod"),
-        ("resources: [Patient, Appointment]", "invalid value 'Appointment'"),
+        ("resources: [Patient, Bogus]", "invalid value 'Bogus'"),
     ],
 )
 def test_bad_options(tmp_path, options, error):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -73,7 +74,9 @@ def message(text: str) -> Message:
 
 def new_bundle(msh10: str = "MSG1") -> tuple[TransactionBundle, str, str]:
     bundle = TransactionBundle(message_key="k", msh10=msh10)
-    patient = bundle.add({"resourceType": "Patient", "active": True}, key="patient")
+    patient = bundle.add({"resourceType": "Patient", "active": True}, key="patient",
+                         search="identifier=urn:oid:1.2|12345")  # fmt: skip
+    bundle.subject_key = "12345@urn:oid:1.2"
     encounter = bundle.add(
         {
             "resourceType": "Encounter",
@@ -82,6 +85,7 @@ def new_bundle(msh10: str = "MSG1") -> tuple[TransactionBundle, str, str]:
             "subject": {"reference": patient},
         },
         key="encounter",
+        search="identifier=urn:oid:1.2|V1",
     )
     return bundle, patient, encounter
 
@@ -117,6 +121,7 @@ def of_type(data: dict, rtype: str) -> list[dict]:
 
 def convert(text: str, opts: ConvertOptions = OPTS) -> dict:
     msg = message(text)
+    opts = dataclasses.replace(opts, sender=msg.get("MSH-4") or "")
     bundle, patient, encounter = new_bundle()
     if (msg.get("MSH-9.1") or "") == "ORU":
         convert_oru(bundle, msg, opts, patient, encounter)
@@ -161,12 +166,11 @@ def test_oru_observation_code_value_interpretation_status_and_time():
     assert glucose["note"] == [{"text": "Fasting sample."}, {"text": "Repeat advised."}]
     assert glucose["subject"]["reference"] == data["entry"][0]["fullUrl"]
     assert glucose["encounter"]["reference"] == data["entry"][1]["fullUrl"]
-    # conditional create on filler number + code
+    # conditional update on filler number + code (a final replaces a preliminary)
     assert glucose["identifier"] == [{"system": "urn:oid:2.3.4", "value": "FL200-2345-7"}]
     assert obs[0]["request"] == {
-        "method": "POST",
-        "url": "Observation",
-        "ifNoneExist": "identifier=urn:oid:2.3.4|FL200-2345-7",
+        "method": "PUT",
+        "url": "Observation?identifier=urn:oid:2.3.4|FL200-2345-7",
     }
 
     sodium = obs[1]["resource"]
@@ -253,8 +257,7 @@ def test_value_types():
     ft = one_obx(obx("FT", "1-8^X^LN", "pH \\H\\7.28\\N\\\\.br\\done \\T\\ ok"))["resource"]
     assert ft["valueString"] == "pH 7.28\ndone & ok"
     ed = one_obx(obx("ED", "1-8^X^LN", "^AP^PDF^Base64^JVBERi0="))["resource"]
-    assert ed["dataAbsentReason"]["coding"][0]["code"] == "unsupported"
-    assert not [k for k in ed if k.startswith("value")]
+    assert "dataAbsentReason" not in ed and not [k for k in ed if k.startswith("value")]
     text_nm = one_obx(obx("NM", "1-8^X^LN", "POSITIVE"))["resource"]
     assert text_nm["valueString"] == "POSITIVE"
     nm_cmp = one_obx(obx("NM", "1-8^X^LN", ">1000", "IU/L"))["resource"]
@@ -273,15 +276,25 @@ def test_repeating_nm_gives_components():
     ]  # fmt: skip
 
 
-def test_obx21_identifier_sub_id_and_plain_post_without_identifier():
+def test_obx21_identifier_sub_id_and_a_derived_key_without_identifier():
     entry = one_obx(obx("NM", "1-8^X^LN", "5", "mg", f4="2a", f21="OBS77^LAB^9.9^ISO"))
     obs = entry["resource"]
-    assert obs["identifier"] == [{"value": "OBS77", "system": "urn:oid:9.9"}]
-    assert entry["request"]["ifNoneExist"] == "identifier=urn:oid:9.9|OBS77"
+    assert obs["identifier"] == [
+        {
+            "value": "OBS77",
+            "system": "urn:oid:9.9",
+            "type": {"coding": [{"system": V2_0203, "code": "FILL"}]},
+        }
+    ]
+    assert entry["request"] == {"method": "PUT", "url": "Observation?identifier=urn:oid:9.9|OBS77"}
     assert obs["extension"][0]["extension"][0] == {
         "url": "original-sub-identifier", "valueString": "2a"}  # fmt: skip
-    plain = one_obx(obx("NM", "1-8^X^LN", "5", "mg"))
-    assert plain["request"] == {"method": "POST", "url": "Observation"}
+    plain = one_obx(obx("NM", "1-8^X^LN", "5", "mg"))  # keyed on the message and the OBX
+    assert plain["request"] == {
+        "method": "PUT",
+        "url": "Observation?identifier=http://switchb"
+        "oard.local/fhir/id/sender/unknown/observation|MSG1/OBX-1",
+    }
 
 
 def test_effective_without_offset_uses_the_zone():
@@ -404,7 +417,7 @@ ORM = "\r".join([
 
 @pytest.mark.parametrize(
     ("orc1", "orc5", "status"),
-    [("NW", "", "active"), ("CA", "", "revoked"), ("HD", "", "on-hold"), ("NW", "CM", "completed"),
+    [("NW", "", "active"), ("CA", "", "active"), ("HD", "", "active"), ("NW", "CM", "completed"),
      ("NW", "ER", "entered-in-error"), ("XX", "", "unknown"), ("SC", "IP", "active")],
 )  # fmt: skip
 def test_orm_service_request_status(orc1, orc5, status):
@@ -433,7 +446,9 @@ def test_orm_service_request_fields():
     assert practitioner["resource"]["identifier"][0]["value"] == "1234"
     obs = of_type(data, "Observation")
     assert sr["supportingInfo"] == [{"reference": obs[0]["fullUrl"]}]
-    assert obs[0]["request"] == {"method": "POST", "url": "Observation"}
+    assert obs[0]["request"] == {  # keyed on the order's placer number + OBX-3
+        "method": "PUT", "url": "Observation?identifier=http://switchboard.local/fhir/id/EHR|"
+        "PL300-39156-5"}  # fmt: skip
     assert obs[0]["resource"]["valueQuantity"]["value"] == 31.2
 
 
@@ -446,9 +461,10 @@ def test_shared_placer_number_is_told_apart_by_code():
     ]) + "\r"  # fmt: skip
     srs = of_type(convert(text), "ServiceRequest")
     assert [e["request"]["url"] for e in srs] == [
-        f"ServiceRequest?identifier:of-type={V2_0203}|PLAC|213"
+        # no authority: the sender's system (never a search without one)
+        "ServiceRequest?identifier=http://switchboard.local/fhir/id/sender/FAC|213"
         "&code=http://switchboard.local/fhir/L|CCOR",
-        f"ServiceRequest?identifier:of-type={V2_0203}|PLAC|213"
+        "ServiceRequest?identifier=http://switchboard.local/fhir/id/sender/FAC|213"
         "&code=http://switchboard.local/fhir/L|GCU",
     ]
     assert all(e["resource"]["status"] == "active" for e in srs)  # the ORC is shared

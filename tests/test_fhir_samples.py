@@ -66,12 +66,14 @@ def test_same_message_same_bundle():
     assert convert(msg, OPTS) == convert(msg, OPTS)
 
 
-@pytest.mark.parametrize("kind", ["SIU_S12", "MDM_T02", "VXU_V04"])
-def test_generic_types_keep_patient_and_observations(kind):
+@pytest.mark.parametrize(("kind", "resource"), [("SIU_S12", "Appointment"),
+                                               ("MDM_T02", "DocumentReference"),
+                                               ("VXU_V04", "Immunization")])  # fmt: skip
+def test_new_types_give_their_own_resource(kind, resource):
     root = samples_or_skip().parent / "fhir-ig"
     msg = Message.from_bytes((root / f"IG-test_conversions-{kind}.hl7").read_bytes())
     bundle = convert(msg, OPTS)
     validate(bundle)
     types = [e["resource"]["resourceType"] for e in bundle["entry"]]
     assert types.count("Patient") == 1
-    assert types.count("Observation") == len(msg.segment_indexes("OBX"))
+    assert resource in types

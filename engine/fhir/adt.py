@@ -1,51 +1,31 @@
-"""ADT segments beyond PID/PV1: NK1 -> RelatedPerson, AL1 -> AllergyIntolerance,
-DG1 -> Condition (+ Encounter.diagnosis), IN1 -> Coverage (+ payor Organization).
+"""ADT beyond PID/PV1: NK1 -> RelatedPerson, PID-21 -> the mother, AL1/DG1/PR1 ->
+AllergyIntolerance/Condition/Procedure, IN1 -> Coverage (the ADT_A01 message map, used for
+the events sharing its structure); A40 merge and A24 link -> Patient.link.
 
-The Patient and Encounter come from engine.fhir.patient (the Encounter status of A03, A11
-and A13 is set there). OBX segments are mapped elsewhere. Choices where the guide is silent
-are marked "[ours]".
-"""
+The guide has no A40/A24 map. A merge is written as FHIR's Patient.link describes one: the
+surviving patient (PID) ``replaces`` the merged-away record (MRG), and that record, keyed on
+its MRG-1 identifier, is ``replaced-by`` the survivor and no longer active; it keeps its
+identifiers and MRG-7 name only [ours: the conditional update rewrites it, so demographics
+the server held for it are dropped, as they now belong to the survivor]."""
 
 from __future__ import annotations
 
-from engine.fhir import vocab
-from engine.fhir.bundle import TransactionBundle, search_for
-from engine.fhir.datatypes import V2, coded, compact, cwe, cx, dtm, period, xad, xpn, xtn
+from engine.fhir.bundle import TransactionBundle, identifier_query
+from engine.fhir.clinical import add_clinical
+from engine.fhir.coverage import add_coverages
+from engine.fhir.datatypes import cx, xpn_names
 from engine.fhir.options import ConvertOptions
-from engine.fhir.patient import add_practitioner, adt_event, concept, field, fields, ref
+from engine.fhir.patient import add_patient, adt_event
+from engine.fhir.related import add_mother, add_related_people
+from engine.fhir.segments import Seg
 from engine.hl7.message import Message
 
-# Events with the ADT_A01 segment structure (NK1/AL1/DG1/IN1 mean the same in each).
-EVENTS = frozenset({"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A13",
-                    "A28", "A31"})  # fmt: skip
-
-ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
-ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
-DIAGNOSIS_ROLE = "http://terminology.hl7.org/CodeSystem/diagnosis-role"
-SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
-
-# 0063 relationship -> v3 RoleCode, only where the meaning is the same
-ROLE_CODE = {
-    "BRO": ("BRO", "brother"), "SIS": ("SIS", "sister"), "SIB": ("SIB", "sibling"),
-    "MTH": ("MTH", "mother"), "FTH": ("FTH", "father"), "PAR": ("PRN", "parent"),
-    "CHD": ("CHILD", "child"), "NCH": ("NCHILD", "natural child"),
-    "SCH": ("STPCHLD", "step child"), "FCH": ("CHLDFOST", "foster child"),
-    "GCH": ("GRNDCHILD", "grandchild"), "GRP": ("GRPRN", "grandparent"),
-    "SPO": ("SPS", "spouse"), "DOM": ("DOMPART", "domestic partner"), "FND": ("FRND", "friend"),
-    "GRD": ("GUARD", "guardian"), "EXF": ("EXT", "extended family member"),
-    "SEL": ("ONESELF", "self"),
-}  # fmt: skip
-# 0063 -> Coverage.relationship (subscriber-relationship)
-SUBSCRIBER = {
-    "SEL": "self", "SPO": "spouse", "DOM": "common", "CHD": "child", "NCH": "child",
-    "SCH": "child", "FCH": "child", "PAR": "parent", "MTH": "parent", "FTH": "parent",
-}  # fmt: skip
-# DG1-6 diagnosis type -> Condition.verificationStatus / Encounter.diagnosis.use [ours]
-DIAGNOSIS_VERIFICATION = {"A": "provisional", "W": "provisional", "F": "confirmed"}
-DIAGNOSIS_USE = {"A": ("AD", "Admission diagnosis")}
+# Events with the ADT_A01 segment structure (NK1/AL1/DG1/PR1/IN1 mean the same in each)
+A01_EVENTS = frozenset({"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A13",
+                        "A28", "A31"})  # fmt: skip
+MERGE_EVENTS = frozenset({"A40"})
+LINK_EVENTS = frozenset({"A24"})
+EVENTS = A01_EVENTS | MERGE_EVENTS | LINK_EVENTS
 
 
 def convert_adt(
@@ -55,214 +35,75 @@ def convert_adt(
     patient_ref: str | None,
     encounter_ref: str | None,
 ) -> None:
-    """Add the NK1, AL1, DG1 and IN1 resources of an ADT message (events in EVENTS; others
-    are left alone). Resources that need the patient (all of these) are skipped without one."""
-    if adt_event(msg) not in EVENTS or not patient_ref:
+    """Add what the event's structure carries beyond Patient and Encounter. Resources that
+    need the patient (all of these) are skipped without one."""
+    event = adt_event(msg)
+    if not patient_ref:
         return
-    if opts.emits("RelatedPerson"):
-        for n in range(1, len(msg.segment_indexes("NK1")) + 1):
-            _related_person(bundle, msg, opts, n, patient_ref)
-    if opts.emits("AllergyIntolerance"):
-        for n in range(1, len(msg.segment_indexes("AL1")) + 1):
-            _allergy(bundle, msg, opts, n, patient_ref, encounter_ref)
-    if opts.emits("Condition"):
-        for n in range(1, len(msg.segment_indexes("DG1")) + 1):
-            _condition(bundle, msg, opts, n, patient_ref, encounter_ref)
-    if opts.emits("Coverage"):
-        for n in range(1, len(msg.segment_indexes("IN1")) + 1):
-            _coverage(bundle, msg, opts, n, patient_ref)
-
-
-def _relationship(f: V2, opts: ConvertOptions) -> dict | None:
-    """0063 -> v3-RoleCode where the meaning is the same, keeping the v2 code."""
-    cc = concept(f, opts, vocab.V2 + "0063")
-    if not cc:
-        return None
-    code, table = f.c(1).upper(), f.c(3).upper()
-    if code in ROLE_CODE and table in ("", "HL70063"):
-        role, display = ROLE_CODE[code]
-        role_coding = {"system": vocab.V3_ROLE_CODE, "code": role, "display": display}
-        cc.setdefault("coding", []).insert(0, role_coding)
-    return cc
-
-
-def _related_person(bundle, msg, opts, n: int, patient_ref: str) -> None:
-    seg = f"NK1[{n}]"
-    names = [xpn(f, opts.timezone) for f in fields(msg, f"{seg}-2[*]")]
-    relationships = [_relationship(f, opts) for f in fields(msg, f"{seg}-3[*]")]
-    relationships += [concept(f, opts, vocab.V2 + "0131") for f in fields(msg, f"{seg}-7[*]")]
-    telecom = [xtn(f, "home") for f in fields(msg, f"{seg}-5[*]")]
-    telecom += [xtn(f, "work") for f in fields(msg, f"{seg}-6[*]")]
-    person = compact({
-        "resourceType": "RelatedPerson",
-        "patient": ref(patient_ref),
-        "relationship": [r for r in relationships if r],
-        "name": [x for x in names if x],
-        "telecom": [t for t in telecom if t],
-        "gender": vocab.GENDER.get(field(msg, f"{seg}-15").c(1).upper()),
-        "birthDate": dtm(field(msg, f"{seg}-16").c(1), opts.timezone, date_only=True),
-        "address": [a for a in (xad(f) for f in fields(msg, f"{seg}-4[*]")) if a],
-    })  # fmt: skip
-    if set(person) - {"resourceType", "patient"}:
-        bundle.add(person, key=f"NK1|{n}")
-
-
-def _allergy(bundle, msg, opts, n: int, patient_ref: str, encounter_ref: str | None) -> None:
-    seg = f"AL1[{n}]"
-    kind = field(msg, f"{seg}-2").c(1).upper()
-    category = vocab.ALLERGY_CATEGORY.get(kind)
-    reactions = [  # ST (v2.3-2.8); a coded value from some senders
-        (cwe(f, opts) if f.enc[0] in f.raw else None) or {"text": f.text}
-        for f in fields(msg, f"{seg}-5[*]")
-    ]
-    code = cwe(field(msg, f"{seg}-3"), opts)
-    if not code:
+    if event in MERGE_EVENTS:
+        _merge(bundle, msg, opts, patient_ref)
         return
-    allergy = compact({
-        "resourceType": "AllergyIntolerance",
-        "clinicalStatus": coded(ALLERGY_CLINICAL, "active", "Active"),
-        # [ours] AL1 says nothing about how certain the allergy is: "unconfirmed"
-        "verificationStatus": coded(ALLERGY_VERIFICATION, "unconfirmed", "Unconfirmed"),
-        "type": "allergy" if category and kind.endswith("A") else None,
-        "category": [category] if category else [],
-        "criticality": vocab.ALLERGY_CRITICALITY.get(field(msg, f"{seg}-4").c(1).upper()),
-        "code": code,
-        "patient": ref(patient_ref),
-        "encounter": ref(encounter_ref),
-        "onsetDateTime": dtm(field(msg, f"{seg}-6").c(1), opts.timezone),
-        "reaction": [{"manifestation": reactions}] if reactions else [],
-    })  # fmt: skip
-    bundle.add(allergy, key=f"AL1|{n}")
+    if event in LINK_EVENTS:
+        _link(bundle, msg, opts, patient_ref)
+        return
+    if event not in A01_EVENTS:
+        return
+    pid_idx = msg.segment_indexes("PID")
+    patient = bundle.entry(patient_ref)["resource"]
+    add_mother(bundle, Seg(msg, pid_idx[0]), opts, patient_ref)
+    add_related_people(bundle, msg, opts, patient_ref, patient)
+    add_clinical(bundle, msg, opts, patient_ref, encounter_ref)
+    add_coverages(bundle, msg, opts, patient_ref)
 
 
-def _ei_identifier(f: V2, opts: ConvertOptions) -> dict | None:
-    """EI -> Identifier: .1 value; the system from .2-.4 as a CX.4 would give it."""
-    if not f.c(1):
-        return None
-    parts = f.raw.split(f.enc[0])
-    authority = f.enc[3].join(parts[1:4]) if len(parts) > 1 else ""
-    return cx(V2(f"{parts[0]}{f.enc[0] * 3}{authority}", f.sep, f.enc), opts)
+def _patient_refs(bundle, msg, opts, patient_ref) -> list[tuple[int, str]]:
+    """(PID position, Patient reference) for every PID of the message."""
+    out = []
+    for i, pos in enumerate(msg.segment_indexes("PID")):
+        ref = patient_ref if i == 0 else add_patient(bundle, msg, opts, pid_pos=pos)
+        if ref:
+            out.append((pos, ref))
+    return out
 
 
-def _condition(bundle, msg, opts, n: int, patient_ref: str, encounter_ref: str | None) -> None:
-    seg = f"DG1[{n}]"
+def _merge(bundle, msg: Message, opts, patient_ref: str) -> None:
+    """Each PID/MRG pair: the survivor links ``replaces`` the old record, which becomes
+    ``active: false`` with a ``replaced-by`` link (MRG-1 and MRG-4 identifiers, MRG-7
+    name)."""
+    mrg_idx = msg.segment_indexes("MRG")
     tz = opts.timezone
-    dg3 = field(msg, f"{seg}-3")
-    method = field(msg, f"{seg}-2").c(1)  # DG1-2 coding method (before v2.5)
-    code = cwe(dg3, opts, vocab.system_uri(method, opts.local_system) if method else None)
-    text = field(msg, f"{seg}-4").text
-    if text:
-        code = code or {}
-        code.setdefault("text", text)
-    if not code:
-        return
-    dtype = field(msg, f"{seg}-6").c(1).upper()
-    verification = DIAGNOSIS_VERIFICATION.get(dtype)
-    identifier = _ei_identifier(field(msg, f"{seg}-20"), opts)
-    asserter = add_practitioner(bundle, field(msg, f"{seg}-16"), opts)
-    condition = compact({
-        "resourceType": "Condition",
-        "identifier": [identifier] if identifier else [],
-        "clinicalStatus": coded(CONDITION_CLINICAL, "active", "Active"),
-        "verificationStatus": coded(CONDITION_VERIFICATION, verification) if verification
-        else None,
-        "category": [coded(CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")],
-        "code": code,
-        "subject": ref(patient_ref),
-        "encounter": ref(encounter_ref),
-        "onsetDateTime": dtm(field(msg, f"{seg}-5").c(1), tz),
-        "recordedDate": dtm(field(msg, f"{seg}-19").c(1), tz),
-        "asserter": asserter,
-    })  # fmt: skip
-    search = search_for(identifier) if identifier and identifier.get("system") else None
-    url = bundle.add(condition, key=f"DG1|{n}", search=search)
-    if encounter_ref:
-        _add_diagnosis(bundle, encounter_ref, url, dtype, field(msg, f"{seg}-15").c(1))
+    for pid_pos, survivor in _patient_refs(bundle, msg, opts, patient_ref):
+        mrg_pos = next((p for p in mrg_idx if p > pid_pos), None)
+        if mrg_pos is None:
+            continue
+        mrg = Seg(msg, mrg_pos)
+        pairs = [(f, cx(f, opts, tz)) for f in mrg.reps(1) + mrg.reps(4)]
+        identifiers = [i for _, i in pairs if i]
+        if not identifiers:
+            continue
+        key = next((i for f, i in pairs if i and f.c(4)), identifiers[0])
+        for identifier in identifiers:
+            identifier["use"] = "old"
+        old = {
+            "resourceType": "Patient",
+            "identifier": identifiers,
+            "active": False,
+            "link": [{"other": {"reference": survivor}, "type": "replaced-by"}],
+        }
+        names = xpn_names(mrg.reps(7), tz)
+        if names:
+            old["name"] = names
+        old_ref = bundle.add(old, f"merged|{key['system']}|{key['value']}", identifier_query(key))
+        bundle.entry(survivor)["resource"].setdefault("link", []).append(
+            {"other": {"reference": old_ref}, "type": "replaces"}
+        )
 
 
-def _add_diagnosis(bundle, encounter_ref: str, condition_ref: str, dtype: str, rank: str):
-    for entry in bundle.entries:
-        if entry["fullUrl"] == encounter_ref:
-            use = DIAGNOSIS_USE.get(dtype)
-            diagnosis = compact({
-                "condition": {"reference": condition_ref},
-                "use": coded(DIAGNOSIS_ROLE, *use) if use else None,
-                "rank": int(rank) if rank.isdigit() and int(rank) > 0 else None,
-            })  # fmt: skip
-            entry["resource"].setdefault("diagnosis", []).append(diagnosis)
-            return
-
-
-def _payor(bundle, msg, opts, seg: str) -> dict:
-    """IN1-4 (name) / IN1-3 (identifier) -> Organization; conditional create on an
-    identifier with a system, else a plain create. Payor is 1..* in Coverage: without either, a
-    display-only reference [ours]."""
-    name = field(msg, f"{seg}-4").c(1)
-    identifier = cx(field(msg, f"{seg}-3"), opts, opts.timezone)
-    if not name and not identifier:
-        return {"display": "unknown payor"}
-    if not opts.emits("Organization"):
-        return compact({"identifier": identifier, "display": name})
-    org = compact({
-        "resourceType": "Organization",
-        "identifier": [identifier] if identifier else [],
-        "name": name,
-        "address": [a for a in (xad(f) for f in fields(msg, f"{seg}-5[*]")) if a],
-        "telecom": [t for t in (xtn(f, "work") for f in fields(msg, f"{seg}-7[*]")) if t],
-    })  # fmt: skip
-    if identifier and identifier.get("system"):  # a bare value could match another issuer's
-        key = f"{identifier['system']}|{identifier['value']}"
-        url = bundle.add(org, key=key, search=search_for(identifier), method="POST")
-    else:
-        bare = identifier["value"] if identifier else ""
-        url = bundle.add(org, key=f"name|{name}|{bare}")
-    return compact({"reference": url, "display": name})
-
-
-def _subscriber_relationship(f: V2, opts: ConvertOptions) -> tuple[dict | None, bool]:
-    """IN1-17 -> Coverage.relationship (subscriber-relationship, the v2 code kept) and
-    whether the insured is the patient ("SEL", or a local code shown as "SELF")."""
-    if not f:
-        return None, False
-    code = f.c(1).upper()
-    is_self = code == "SEL" or f.c(2).upper() == "SELF"
-    cc = concept(f, opts, vocab.V2 + "0063")
-    mapped = SUBSCRIBER.get("SEL" if is_self else code)
-    if cc and mapped:
-        cc.setdefault("coding", []).insert(0, {"system": SUBSCRIBER_RELATIONSHIP, "code": mapped})
-    return cc, is_self
-
-
-def _coverage(bundle, msg, opts, n: int, patient_ref: str) -> None:
-    seg = f"IN1[{n}]"
-    plan = field(msg, f"{seg}-2")
-    plan_id = compact({
-        "value": plan.c(1),
-        "system": vocab.system_uri(plan.c(3), opts.local_system) if plan.c(3) else None,
-    })  # fmt: skip
-    relationship, is_self = _subscriber_relationship(field(msg, f"{seg}-17"), opts)
-    subscriber = ref(patient_ref) if is_self else None
-    insured = fields(msg, f"{seg}-16[*]")
-    if not is_self and insured and opts.emits("RelatedPerson"):
-        person = compact({
-            "resourceType": "RelatedPerson",
-            "patient": ref(patient_ref),
-            "relationship": [r for r in [_relationship(field(msg, f"{seg}-17"), opts)] if r],
-            "name": [x for x in (xpn(f, opts.timezone) for f in insured) if x],
-            "address": [a for a in (xad(f) for f in fields(msg, f"{seg}-19[*]")) if a],
-        })  # fmt: skip
-        subscriber = ref(bundle.add(person, key=f"IN1|{n}"))
-    coverage = compact({
-        "resourceType": "Coverage",
-        "identifier": [plan_id] if plan_id.get("value") else [],
-        "status": "active",
-        "type": cwe(field(msg, f"{seg}-15"), opts, vocab.V2 + "0086"),
-        "subscriber": subscriber,
-        "subscriberId": field(msg, f"{seg}-49").c(1),
-        "beneficiary": ref(patient_ref),
-        "relationship": relationship,
-        "period": period(field(msg, f"{seg}-12").c(1), field(msg, f"{seg}-13").c(1),
-                         opts.timezone),
-        "payor": [_payor(bundle, msg, opts, seg)],
-    })  # fmt: skip
-    bundle.add(coverage, key=f"IN1|{n}")
+def _link(bundle, msg: Message, opts, patient_ref: str) -> None:
+    """A24: the two patients of the message refer to each other (``seealso``)."""
+    refs = [ref for _, ref in _patient_refs(bundle, msg, opts, patient_ref)]
+    for ref in refs:
+        links = [{"other": {"reference": other}, "type": "seealso"} for other in refs
+                 if other != ref]  # fmt: skip
+        if links:
+            bundle.entry(ref)["resource"].setdefault("link", []).extend(links)

@@ -1,76 +1,98 @@
-"""One HL7 v2 message to one FHIR R4 transaction Bundle."""
+"""One HL7 v2 message to one FHIR R4 transaction Bundle.
+
+The message types and events mapped are in SUPPORTED; any other is refused with
+UnsupportedMessage (the CLI exits 1 with it, the FHIR destination keeps the message as
+errored with it as the reason): a bundle with most of a message's content dropped would look
+like a success."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
-from engine.fhir.bundle import TransactionBundle
-from engine.fhir.datatypes import compact, dtm
+from engine.fhir.adt import EVENTS as ADT_EVENTS
+from engine.fhir.bundle import TransactionBundle, sender_system
 from engine.fhir.options import ConvertOptions
 from engine.hl7.message import Message
 
-MAPPED = {"ADT", "ORU", "ORM", "OML"}
-# Other types carrying a patient (SIU, MDM, VXU...) get what every message shares: Patient,
-# Encounter and an Observation per OBX. Their own resources (Appointment, DocumentReference,
-# Immunization) are not mapped yet.
-GENERIC = {"SIU", "MDM", "VXU", "BAR", "DFT", "RDE", "OUL", "REF", "PPR"}
+SUPPORTED = {
+    "ADT": ADT_EVENTS, "ORU": frozenset({"R01"}), "ORM": frozenset({"O01"}),
+    "OML": frozenset({"O21"}), "VXU": frozenset({"V04"}), "MDM": frozenset({"T02"}),
+    "SIU": frozenset({"S12", "S13", "S14", "S15"}),
+}  # fmt: skip
+# types with one trigger: a message naming no trigger (older senders) is read as that one
+DEFAULT_TRIGGER = {"ORU": "R01", "ORM": "O01", "OML": "O21", "VXU": "V04"}
 
 
 class UnsupportedMessage(ValueError):
     pass
 
 
+def supported_text() -> str:
+    adt = "/".join(sorted(ADT_EVENTS))
+    others = ", ".join(f"{k}^{'/'.join(sorted(v))}" for k, v in SUPPORTED.items() if k != "ADT")
+    return f"ADT^{adt}, {others}"
+
+
+def check_supported(message: Message) -> tuple[str, str]:
+    """(type, trigger) of a message this package maps; UnsupportedMessage otherwise."""
+    from engine.fhir.patient import adt_event
+
+    kind = (message.get("MSH-9.1") or "").strip().upper()
+    trigger = (message.get("MSH-9.2") or "").strip().upper()
+    if kind == "ADT":
+        trigger = adt_event(message)
+    trigger = trigger or DEFAULT_TRIGGER.get(kind, "")
+    if trigger not in SUPPORTED.get(kind, ()):
+        raise UnsupportedMessage(
+            f"no FHIR mapping for {kind or '?'}^{trigger or '?'}: the FHIR conversion maps "
+            f"{supported_text()} (refused rather than sent with most of its content dropped)"
+        )
+    return kind, trigger
+
+
 def convert(message: Message, opts: ConvertOptions | None = None, hook=None) -> dict:
     """The transaction Bundle for ``message``; ``hook(bundle, message, opts)`` may amend it
-    (return a new dict, or change it in place and return None)."""
+    (return a new dict, or change it in place and return None). Raises UnsupportedMessage for
+    a type or event not in SUPPORTED."""
     from engine.fhir.adt import convert_adt
+    from engine.fhir.encounter import add_encounter
+    from engine.fhir.header import add_message_header, add_provenance, instant
+    from engine.fhir.mdm import convert_mdm
     from engine.fhir.observation import add_observation
     from engine.fhir.orm import convert_orm
     from engine.fhir.oru import convert_oru
-    from engine.fhir.patient import add_encounter, add_patient
+    from engine.fhir.patient import add_patient
+    from engine.fhir.siu import convert_siu
+    from engine.fhir.vxu import convert_vxu
 
+    kind, _ = check_supported(message)
     opts = opts or ConvertOptions()
-    kind, trigger = message.get("MSH-9.1") or "", message.get("MSH-9.2") or ""
-    if kind not in MAPPED and kind not in GENERIC:
-        raise UnsupportedMessage(f"no FHIR mapping for {kind}^{trigger} (ADT, ORU, ORM, OML)")
+    sender = (message.get("MSH-4.1") or message.get("MSH-3.1") or "").strip()
+    opts = dataclasses.replace(opts, sender=sender)
     msh10 = message.get("MSH-10") or ""
-    stamp = dtm(message.get("MSH-7") or "", opts.timezone)
     bundle = TransactionBundle(
         message_key="|".join((message.get("MSH-3") or "", message.get("MSH-4") or "", msh10)),
-        timestamp=stamp if stamp and "T" in stamp else None,  # Bundle.timestamp is an instant
+        timestamp=instant(message.get("MSH-7") or "", opts.timezone),  # an instant
         msh10=msh10,
     )
-    if opts.emits("MessageHeader"):
-        bundle.add(message_header(message, kind, trigger), key="header", method="POST")
+    bundle.identifier_system = sender_system(opts, "message")
     patient = add_patient(bundle, message, opts)
     encounter = add_encounter(bundle, message, opts, patient)
-    if kind == "ORU":
-        convert_oru(bundle, message, opts, patient, encounter)
-    elif kind in ("ORM", "OML"):
-        convert_orm(bundle, message, opts, patient, encounter)
-    else:  # ADT, and the generic types: the observations they carry
-        if kind == "ADT":
-            convert_adt(bundle, message, opts, patient, encounter)
-        if opts.emits("Observation"):
-            for i in range(1, len(message.segment_indexes("OBX")) + 1):
-                add_observation(bundle, message, i, opts, patient, encounter, key=f"obx-{i}")
+    handler = {"ORU": convert_oru, "ORM": convert_orm, "OML": convert_orm, "VXU": convert_vxu,
+               "MDM": convert_mdm, "SIU": convert_siu, "ADT": convert_adt}[kind]  # fmt: skip
+    handler(bundle, message, opts, patient, encounter)
+    if kind == "ADT" and patient:
+        for n in range(1, len(message.segment_indexes("OBX")) + 1):
+            add_observation(bundle, message, n, opts, patient, encounter, key=f"obx-{n}")
+    add_provenance(bundle, message, opts, [r for r in (patient, encounter) if r])
+    add_message_header(bundle, message, opts, [r for r in (patient, encounter) if r])
     result = bundle.to_json()
     if hook is not None:
         amended = hook(result, message, opts)
         if amended is not None:
             result = amended
     return result
-
-
-def message_header(message: Message, kind: str, trigger: str) -> dict:
-    return compact({
-        "resourceType": "MessageHeader",
-        "eventCoding": {"system": "http://terminology.hl7.org/CodeSystem/v2-0003",
-                        "code": trigger or kind},
-        "source": compact({"name": message.get("MSH-3.1"),
-                           "endpoint": message.get("MSH-3.2") or "urn:unknown"}),
-        "destination": [compact({"name": message.get("MSH-5.1"), "endpoint": "urn:unknown"})],
-    })  # fmt: skip
 
 
 _TIME_WITHOUT_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from urllib.parse import quote
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from engine.fhir import vocab
+from engine.fhir.bundle import sender_system, slug
 from engine.hl7.escape import unescape
+
+_EMPTY_CHARS: dict[str, str] = {}  # per encoding: what a field holding nothing is made of
 
 
 class V2:
-    """One field repetition: ``c(n)`` is component n decoded, ``s(n, m)`` subcomponent m."""
+    """One field repetition: ``c(n)`` is component n decoded (its first subcomponent),
+    ``s(n, m)`` subcomponent m. Components are split and decoded once, on first use."""
 
-    __slots__ = ("_decoded", "_parts", "enc", "raw", "sep")
+    __slots__ = ("_parts", "_vals", "enc", "raw", "sep")
 
     def __init__(self, raw: str, sep: str = "|", enc: str = "^~\\&"):
         self.raw = raw or ""
         self.sep = sep
         self.enc = enc
-        self._parts: list[str] | None = None  # split once, on first use
-        self._decoded: dict[int, str] = {}
+        self._parts: list[str] | None = None
+        self._vals: list[str] | None = None
 
     def _comp(self, n: int) -> str:
         parts = self._parts
@@ -34,21 +38,41 @@ class V2:
             parts = self._parts = self.raw.split(self.enc[0])
         return parts[n - 1] if n - 1 < len(parts) else ""
 
+    def _values(self) -> list[str]:
+        raw, enc = self.raw, self.enc
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = raw.split(enc[0])
+        esc, sub = enc[2], enc[3]
+        if esc not in raw and sub not in raw:  # the common case: plain components
+            vals = [p.strip() for p in parts]
+        else:
+            vals = []
+            for p in parts:
+                if sub in p:
+                    p = p.split(sub, 1)[0]
+                if esc in p:
+                    p = unescape(p, self.sep, enc)
+                vals.append(p.strip())
+        self._vals = vals
+        return vals
+
     def c(self, n: int) -> str:
-        value = self._decoded.get(n)
-        if value is None:
-            comp = self._comp(n)
-            if self.enc[3] in comp:  # a component with subcomponents: the first one
-                comp = comp.split(self.enc[3])[0]
-            value = self._decoded[n] = unescape(comp, self.sep, self.enc).strip()
-        return value
+        vals = self._vals
+        if vals is None:
+            vals = self._values()
+        return vals[n - 1] if n <= len(vals) else ""
 
     def s(self, n: int, m: int) -> str:
         subs = self._comp(n).split(self.enc[3])
         return unescape(subs[m - 1], self.sep, self.enc).strip() if m - 1 < len(subs) else ""
 
     def __bool__(self) -> bool:
-        return bool(self.raw.strip(self.enc[0] + self.enc[3] + " "))
+        enc = self.enc
+        strip = _EMPTY_CHARS.get(enc)
+        if strip is None:
+            strip = _EMPTY_CHARS[enc] = enc[0] + enc[3] + " "
+        return bool(self.raw.strip(strip))
 
     @property
     def text(self) -> str:
@@ -67,6 +91,7 @@ _DTM = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)  # results are strings; times repeat within and across messages
 def dtm(value: str, tz: ZoneInfo | timezone | None = None, date_only: bool = False) -> str | None:
     """DTM/TS to a FHIR date or dateTime at the source's precision.
 
@@ -111,33 +136,54 @@ def period(start: str, end: str, tz) -> dict | None:
 
 
 # names, addresses, telecoms, identifiers ----------------------------------------------------
+def _dr_period(f: V2, n: int, tz) -> dict | None:
+    """A DR written into component ``n`` (``start&end`` subcomponents) -> Period."""
+    return period(f.s(n, 1), f.s(n, 2), tz) if f.c(n) else None
+
+
 def xpn(f: V2, tz=None) -> dict | None:
-    """XPN -> HumanName: .1 family, .2/.3 given, .4 suffix, .5 prefix, .6 suffix (degree),
-    .7 use (0200), .12/.13 period."""
+    """XPN -> HumanName per the guide's XPN[HumanName] map: .1 family, .2/.3 given, .4 suffix,
+    .5 prefix, .6 suffix (degree), .7 use (0200), .12/.13 period (else .10 validity range),
+    .14 professional suffix. (.15 "called by" is a second name: :func:`xpn_names`.)"""
     if not f:
         return None
     family = f.s(1, 1) or f.c(1)
     given = [g for g in (f.c(2), f.c(3)) if g]
-    suffix = [s for s in (f.c(4), f.c(6)) if s]
+    suffix = [s for s in (f.c(4), f.c(6), f.c(14)) if s]
     name = compact({
         "use": vocab.NAME_USE.get(f.c(7)),
         "family": family,
         "given": given,
         "prefix": [f.c(5)] if f.c(5) else [],
         "suffix": suffix,
-        "period": period(f.c(12), f.c(13), tz),
+        "period": period(f.c(12), f.c(13), tz) or _dr_period(f, 10, tz),
     })  # fmt: skip
     return name if (name.get("family") or name.get("given")) else None
 
 
-def xad(f: V2) -> dict | None:
-    """XAD -> Address: .1 (SAD.1) and .2 lines, .3 city, .4 state, .5 postalCode, .6 country,
-    .9 district, .7 use/type (0190)."""
+def xpn_names(reps: list[V2], tz=None) -> list[dict]:
+    """Every repetition as a HumanName, and XPN.15 (called by) as a further name with use
+    "nickname" (XPN[HumanName] rows 15: "[2].given", "[2].use = nickname")."""
+    out = []
+    for f in reps:
+        name = xpn(f, tz)
+        if name:
+            out.append(name)
+        if f.c(15):
+            out.append({"use": "nickname", "given": [f.c(15)]})
+    return out
+
+
+def xad(f: V2, tz=None) -> dict | None:
+    """XAD -> Address per the guide's XAD[Address] map: .1 (SAD.1) and .2 lines, .3 city, .4
+    state, .5 postalCode, .6 country, .7 use/type (0190), .9 district, .10 census tract
+    (extension), .13/.14 period (else the .12 validity range), .19 addressee (a last line)."""
     if not f:
         return None
-    lines = [x for x in (f.s(1, 1) or f.c(1), f.c(2)) if x]
+    lines = [x for x in (f.s(1, 1) or f.c(1), f.c(2), f.c(19)) if x]
     kind = f.c(7)
     address = compact({
+        "extension": [{"url": CENSUS_TRACT, "valueString": f.c(10)}] if f.c(10) else [],
         "use": vocab.ADDRESS_USE.get(kind),
         "type": vocab.ADDRESS_TYPE.get(kind),
         "line": lines,
@@ -146,13 +192,26 @@ def xad(f: V2) -> dict | None:
         "state": f.c(4),
         "postalCode": f.c(5),
         "country": f.c(6),
+        "period": period(f.c(13), f.c(14), tz) or _dr_period(f, 12, tz),
     })  # fmt: skip
-    return address if set(address) - {"use", "type"} else None
+    return address if set(address) - {"use", "type", "period", "extension"} else None
 
 
-def xtn(f: V2, default_use: str | None = None) -> dict | None:
-    """XTN -> ContactPoint: .2 use (0201), .3 system (0202), email from .4, the number from
-    .1, else .12 (unformatted), else +.5 .6 .7 [X.8]."""
+CENSUS_TRACT = "http://hl7.org/fhir/StructureDefinition/iso21090-ADXP-censusTract"
+_TEL_EXTENSIONS = ((5, "country"), (6, "area"), (7, "local"), (8, "extension"))
+
+
+def xtn(f: V2, default_use: str | None = None, tz=None) -> dict | None:
+    """XTN -> ContactPoint per the guide's XTN[ContactPoint] map.
+
+    The number is XTN.12 (unformatted) when valued, else composed from .5/.6/.7 [X.8]
+    ("+.5 .6 .7 X.8") when .7 is valued, and XTN.1 only when .7 and .12 are empty (XTN.1
+    row: "IF XTN.3 NOT IN (Internet, X.400) AND XTN.7 NOT VALUED AND XTN.12 NOT VALUED").
+    shared/fhir-mapping.md reads it as ".1, else .12": that is not what the guide says.
+    .3 Internet/X.400 (or no .3 with .4 valued) -> email from .4; .2 use (0201), CP -> mobile;
+    .5-.8 also as the contactpoint-country/-area/-local/-extension extensions; .13/.14
+    period; .18 rank. A number without .3 is a phone [ours: system is required with a value].
+    """
     if not f:
         return None
     equipment = f.c(3)
@@ -160,36 +219,56 @@ def xtn(f: V2, default_use: str | None = None) -> dict | None:
     use = vocab.TELECOM_USE.get(f.c(2)) or default_use
     if equipment == "CP":
         use = "mobile"
-    if system == "email" or (f.c(4) and not f.c(1) and "@" in f.c(4)):
+    extensions = []
+    if system == "email" or (not equipment and f.c(4)):
         value, system = f.c(4), "email"
     else:
-        value = f.c(1) or f.c(12)
-        if not value and (f.c(6) or f.c(7)):
-            value = " ".join(x for x in (f"+{f.c(5)}" if f.c(5) else "", f.c(6), f.c(7)) if x)
+        local = f.c(7)
+        if f.c(12):
+            value = f.c(12)
+        elif local:
+            value = " ".join(x for x in (f"+{f.c(5)}" if f.c(5) else "", f.c(6), local) if x)
             if f.c(8):
                 value += f" X{f.c(8)}"
+        else:
+            value = f.c(1)
         system = system or ("phone" if value else None)
+        for n, name in _TEL_EXTENSIONS:
+            if f.c(n):
+                extensions.append({"url": f"{_CONTACTPOINT}{name}", "valueString": f.c(n)})
     if not value:
         return None
-    return compact({"system": system, "value": value, "use": use})
+    rank = f.c(18)
+    return compact({
+        "extension": extensions,
+        "system": system,
+        "value": value,
+        "use": use,
+        "rank": int(rank) if rank.isdigit() and int(rank) > 0 else None,
+        "period": period(f.c(13), f.c(14), tz),
+    })  # fmt: skip
+
+
+_CONTACTPOINT = "http://hl7.org/fhir/StructureDefinition/contactpoint-"
 
 
 def hd_system(namespace: str, universal: str, kind: str, opts) -> str | None:
     """The system of an assigning authority (HD parts): an OID/UUID/URI, a configured
-    system for its namespace, else ``local_system/id/<namespace>`` (percent-encoded: a
-    namespace like "GHH LAB" must still give a URI [ours])."""
+    system for its namespace, else ``local_system/id/<namespace>`` with the namespace as a
+    :func:`slug` ("GHH LAB" -> ``.../id/GHH-LAB``: nothing a search URL must escape)."""
     kind = kind.upper()
     if universal and kind == "ISO":
-        return f"urn:oid:{universal}"
+        return f"urn:oid:{universal.strip().rstrip('.')}"
     if universal and kind == "UUID":
         return f"urn:uuid:{universal}"
     if universal and kind in ("URI", "URL"):
         return universal
+    namespace = namespace.strip()
     if namespace:
         systems = getattr(opts, "identifier_systems", None) or {}
         if namespace in systems:
             return systems[namespace]
-        return f"{opts.local_system.rstrip('/')}/id/{quote(namespace, safe='')}"
+        return f"{opts.local_system.rstrip('/')}/id/{slug(namespace)}"
     return None
 
 
@@ -199,17 +278,45 @@ def identifier_system(f: V2, opts) -> str | None:
 
 
 def cx(f: V2, opts, tz=None) -> dict | None:
-    """CX -> Identifier: .1 value, .4 system (assigner), .5 type (0203), .7/.8 period."""
+    """CX -> Identifier: .1 value, .4 system (assigner; without one, the sending facility's
+    own system: an identifier is never left without a system), .5 type (0203), .7/.8
+    period."""
     if not f or not f.c(1):
         return None
     type_code = f.c(5)
     return compact({
         "value": f.c(1),
-        "system": identifier_system(f, opts),
+        "system": identifier_system(f, opts) or sender_system(opts),
         "type": {"coding": [{"system": vocab.V2 + "0203", "code": type_code}]} if type_code
         else None,
         "period": period(f.c(7), f.c(8), tz),
     })  # fmt: skip
+
+
+def ei(f: V2, opts, type_code: str | None = None) -> dict | None:
+    """EI (.1 id, .2 namespace, .3 universal id, .4 its type) -> Identifier; without an
+    authority, in the sending facility's system."""
+    value = f.c(1)
+    if not value:
+        return None
+    system = hd_system(f.c(2), f.c(3), f.c(4), opts) or sender_system(opts)
+    return _identifier(value, system, type_code)
+
+
+def ei_sub(f: V2, component: int, opts, type_code: str | None = None) -> dict | None:
+    """An EI written as subcomponents of one component (EIP in OBR-29, SPM-2)."""
+    value = f.s(component, 1)
+    if not value:
+        return None
+    system = hd_system(f.s(component, 2), f.s(component, 3), f.s(component, 4), opts)
+    return _identifier(value, system or sender_system(opts), type_code)
+
+
+def _identifier(value: str, system: str, type_code: str | None) -> dict:
+    out = {"value": value, "system": system}
+    if type_code:
+        out["type"] = {"coding": [{"system": vocab.V2 + "0203", "code": type_code}]}
+    return out
 
 
 def cwe(f: V2, opts=None, default_system: str | None = None) -> dict | None:
@@ -219,21 +326,27 @@ def cwe(f: V2, opts=None, default_system: str | None = None) -> dict | None:
     [gap]: the code is never dropped."""
     if not f:
         return None
+    vals = f._vals
+    if vals is None:
+        vals = f._values()
+    vals = vals + [""] * (9 - len(vals)) if len(vals) < 9 else vals
     local = getattr(opts, "local_system", None)
     codings = []
-    for code_i, disp_i, sys_i in ((1, 2, 3), (4, 5, 6)):
-        code = f.c(code_i)
-        if not code:
-            continue
-        name = f.c(sys_i)
-        system = vocab.system_uri(name, local) if name else default_system
-        coding = compact({"system": system, "code": code, "display": f.c(disp_i)})
-        if code_i == 1 and f.c(7):
-            coding["version"] = f.c(7)
-        codings.append(coding)
-    text = f.c(9) or (f.c(2) if not codings else None)
-    concept = compact({"coding": codings, "text": text})
-    return concept or None
+    code, display, name = vals[0], vals[1], vals[2]
+    if code:
+        coding = {"system": vocab.system_uri(name, local) if name else default_system,
+                  "code": code, "display": display, "version": vals[6]}  # fmt: skip
+        codings.append({k: v for k, v in coding.items() if v})
+    code = vals[3]
+    if code:
+        name = vals[5]
+        coding = {"system": vocab.system_uri(name, local) if name else default_system,
+                  "code": code, "display": vals[4]}  # fmt: skip
+        codings.append({k: v for k, v in coding.items() if v})
+    text = vals[8] or (display if not codings else None)
+    if codings:
+        return {"coding": codings, "text": text} if text else {"coding": codings}
+    return {"text": text} if text else None
 
 
 def coded(system: str, code: str, display: str | None = None) -> dict:

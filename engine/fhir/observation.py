@@ -1,195 +1,113 @@
-"""OBX -> Observation and SPM -> Specimen (checklist: shared/fhir-mapping.md).
+"""OBX -> Observation: the guide's OBX[Observation] map (values in obx_values.py) and
+NTE[Observation].
+
+Every Observation is a conditional update (PUT) on its business identifier (OBX-21, else one
+the caller derives, e.g. filler number + OBX-3): a preliminary result is replaced by its final
+one, and a correction (OBX-11 C) updates the stored result instead of being ignored.
 
 Choices where the guide is silent are marked [ours]:
 - a repeating OBX-5 of a non-text type (NM, CWE, SN, ...) gives one ``component`` per
   repetition, each with the OBX-3 code and no top-level value (the guide: "components if
   OBX-5 repeats"); ST/TX/FT repetitions are joined with new lines into one valueString;
-- NM that is not a number (``<0.10``, ``POS``): a comparator Quantity when it reads as one,
-  else valueString (the value is never dropped);
-- ED/RP: no value, dataAbsentReason ``unsupported``; OBX-11 X: ``cancelled`` with
-  dataAbsentReason ``not-performed``; OBX-11 empty or unknown: ``unknown`` (status is 1..1);
-- unknown OBX-2 types: valueString of the non-empty components joined by blanks.
+- OBX-11 empty or unknown: ``unknown`` (status is 1..1); OBX-11 X also gets
+  dataAbsentReason ``not-performed`` and no value;
+- OBX-16 performers are Practitioners (the guide goes through a PractitionerRole coded
+  "responsibleObserver"; R4 lets the performer be the Practitioner itself).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from engine.fhir import vocab
-from engine.fhir.bundle import TransactionBundle
-from engine.fhir.datatypes import V2, cwe, dtm, period
-from engine.fhir.options import ConvertOptions
-from engine.fhir.orders import (
-    Seg,
-    ei,
-    ei_sub,
-    formatted_text,
-    identifier_search,
-    notes_after,
-    seg_at,
+from engine.fhir.bundle import TransactionBundle, derived, identifier_query
+from engine.fhir.datatypes import cwe, dtm, ei, ei_sub
+from engine.fhir.obx_values import (
+    attachment,
+    interpretation,
+    number,
+    time_of_day,
+    unit,
+    value,
 )
-from engine.fhir.patient import add_practitioner
+from engine.fhir.options import ConvertOptions
+from engine.fhir.people import (
+    add_practitioner,
+    add_practitioner_role,
+    cwe_organization,
+    practitioners,
+    xon_organization,
+)
+from engine.fhir.segments import Seg, formatted_text, notes_after, seg_at
 from engine.hl7.message import Message
 
 DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
-SUB_ID = "http://hl7.org/fhir/StructureDefinition/observation-v2-subid"
+EXT = "http://hl7.org/fhir/StructureDefinition/"
+SUB_ID = EXT + "observation-v2-subid"
+ALTERNATE_CODES = EXT + "alternate-codes"
+ANALYSIS_TIME = EXT + "observation-analysis-date-time"
+NATURE_OF_ABNORMAL = EXT + "observation-nature-of-abnormal-test"
+# OBX-5 ED/RP rows: the R5 Observation.value[x] Attachment as a cross-version extension (the
+# guide writes https://...; FHIR canonical URLs are http)
+VALUE_ATTACHMENT = (
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.valueAttachment"
+)
 TEXT_TYPES = frozenset({"ST", "TX", "FT"})
-CODED_TYPES = frozenset({"CWE", "CE", "CNE", "CF"})
-DATE_TYPES = frozenset({"DT", "DTM", "TS"})
-COMPARATORS = frozenset({"<", "<=", ">=", ">"})
-_ASCII_DIGITS = frozenset("0123456789")
-
-
-# values ------------------------------------------------------------------------------------
-def number(text: str) -> int | float | None:
-    """A v2 NM as a JSON number (int when it has no decimal point), or None."""
-    s = text.strip()
-    body = s[1:] if s[:1] in ("+", "-") else s
-    if not body:
-        return None
-    if _ASCII_DIGITS.issuperset(body):
-        return int(s)
-    whole, dot, frac = body.partition(".")
-    if dot and (whole or frac) and _ASCII_DIGITS.issuperset(whole + frac):
-        return float(s)
-    return None
-
-
-def _split_comparator(text: str) -> tuple[str, str]:
-    s = text.strip()
-    n = 2 if s[:2] in ("<=", ">=", "<>") else 1 if s[:1] in ("<", ">", "=") else 0
-    return s[:n], s[n:].strip()
-
-
-def _quantity(value, unit: dict, comparator: str = "") -> dict:
-    q = {"value": value}
-    if comparator:
-        q["comparator"] = comparator
-    q.update(unit)
-    return q
-
-
-def time_of_day(text: str) -> str | None:
-    """TM HH[MM[SS[.S+]]][+/-ZZZZ] -> FHIR time HH:MM:SS[.S] (FHIR time has no offset)."""
-    s = text.strip()
-    for sign in ("+", "-"):
-        cut = s.find(sign)
-        if cut >= 0:
-            s = s[:cut]
-    digits, _, frac = s.partition(".")
-    if len(digits) not in (2, 4, 6) or not _ASCII_DIGITS.issuperset(digits):
-        return None
-    hh, mm, ss = digits[0:2], digits[2:4] or "00", digits[4:6] or "00"
-    if int(hh) > 23 or int(mm) > 59 or int(ss) > 59:
-        return None
-    out = f"{hh}:{mm}:{ss}"
-    if frac and _ASCII_DIGITS.issuperset(frac):
-        out += "." + frac
-    return out
-
-
-def _sn(f: V2, unit: dict) -> tuple[str, object] | None:
-    """SN: comparator + number -> Quantity; "-" -> Range; ":" or "/" -> Ratio; otherwise
-    (``2^+``, ``<>``) valueString. A comparator written into .1 (``<0.10``) is read too."""
-    comp, n1, sep, n2 = f.c(1), f.c(2), f.c(3), f.c(4)
-    if comp and not n1 and not sep and not n2:
-        comp, n1 = _split_comparator(comp)
-    a, b = number(n1), number(n2)
-    if sep == "-" and (a is not None or b is not None) and not comp:
-        rng = {}
-        if a is not None:
-            rng["low"] = _quantity(a, unit)
-        if b is not None:
-            rng["high"] = _quantity(b, unit)
-        return "valueRange", rng
-    if sep in (":", "/") and a is not None and b is not None and not comp:
-        return "valueRatio", {"numerator": {"value": a}, "denominator": {"value": b}}
-    if not sep and not n2 and a is not None:
-        if comp in COMPARATORS:
-            return "valueQuantity", _quantity(a, unit, comp)
-        if comp in ("", "="):
-            return "valueQuantity", _quantity(a, unit)
-    text = "".join((comp, n1, sep, n2)).strip()
-    return ("valueString", text) if text else None
-
-
-def _value(vtype: str, f: V2, unit: dict, opts: ConvertOptions) -> tuple[str, object] | None:
-    """One OBX-5 repetition (not a text type) -> (value[x] name, value)."""
-    if vtype == "NM":
-        text = f.c(1)
-        n = number(text)
-        if n is not None:
-            return "valueQuantity", _quantity(n, unit)
-        comp, rest = _split_comparator(text)
-        n = number(rest)
-        if n is not None and comp in COMPARATORS:
-            return "valueQuantity", _quantity(n, unit, comp)
-        return ("valueString", text) if text else None
-    if vtype in CODED_TYPES:
-        concept = cwe(f, opts)
-        return ("valueCodeableConcept", concept) if concept else None
-    if vtype == "SN":
-        return _sn(f, unit)
-    if vtype in DATE_TYPES:
-        when = _dtm(f.c(1), opts.timezone)
-        return ("valueDateTime", when) if when else None
-    if vtype == "TM":
-        t = time_of_day(f.c(1))
-        return ("valueTime", t) if t else None
-    if vtype == "NR":
-        low, high = number(f.c(1)), number(f.c(2))
-        rng = {}
-        if low is not None:
-            rng["low"] = _quantity(low, unit)
-        if high is not None:
-            rng["high"] = _quantity(high, unit)
-        return ("valueRange", rng) if rng else None
-    parts = [p for p in (f.c(i) for i in range(1, f.raw.count(f.enc[0]) + 2)) if p]
-    return ("valueString", " ".join(parts)) if parts else None
-
-
-@lru_cache(maxsize=1024)
-def _unit(raw: str, sep: str, enc: str, local_system: str) -> tuple[tuple[str, str], ...]:
-    """OBX-6 -> Quantity unit (.2, else .1); code (.1) and system only when .3 names one
-    (UCUM -> http://unitsofmeasure.org, other names via the vocabulary, local ones under the
-    channel's URI), since a Quantity.system needs a code. Cached: units repeat."""
-    f = V2(raw, sep, enc)
-    code, text, name = f.c(1), f.c(2), f.c(3)
-    out = []
-    if text or code:
-        out.append(("unit", text or code))
-    if code and name:
-        system = vocab.system_uri(name, local_system)
-        if system:
-            out += [("system", system), ("code", code)]
-    return tuple(out)
-
-
-_dtm = lru_cache(maxsize=1024)(dtm)  # results are strings; OBX-14 repeats within a message
+ATTACHMENT_TYPES = frozenset({"ED", "RP"})
+MEDICAL_DIRECTOR = {"coding": [{"system": vocab.V2 + "0912", "code": "MDIR",
+                                "display": "Medical Director"}]}  # fmt: skip
 
 
 def _absent(code: str) -> dict:
     return {"coding": [{"system": DATA_ABSENT, "code": code}]}
 
 
-def _interpretation(reps: list[V2]) -> list[dict]:
-    """OBX-8 (0078) -> v3-ObservationInterpretation (same codes); an unknown code is kept
-    in v2-0078."""
-    out = []
-    for r in reps:
-        code = r.c(1)
-        if not code:
-            continue
-        v3 = vocab.INTERPRETATION.get(code) or vocab.INTERPRETATION.get(code.upper())
-        coding = {"system": vocab.V3_INTERPRETATION if v3 else vocab.V2 + "0078",
-                  "code": v3 or code}  # fmt: skip
-        if r.c(2):
-            coding["display"] = r.c(2)
-        out.append({"coding": [coding]})
-    return out
+def _values(res: dict, msg: Message, obx: Seg, vtype: str, code: dict, opts) -> None:
+    if vtype in ATTACHMENT_TYPES:
+        extensions = [{"url": VALUE_ATTACHMENT, "valueAttachment": a}
+                      for a in (attachment(vtype, r) for r in obx.reps(5)) if a]  # fmt: skip
+        if extensions:
+            res.setdefault("extension", []).extend(extensions)
+    elif vtype in TEXT_TYPES:
+        esc = msg.enc[2]
+        text = "\n".join(formatted_text(r.text, esc) for r in obx.reps(5)).strip()
+        if text:
+            res["valueString"] = text
+    else:
+        reps = obx.reps(5)
+        if not reps:
+            return
+        u = obx.f(6)
+        units = dict(unit(u.raw, u.sep, u.enc, opts.local_system)) if u else {}
+        if len(reps) == 1:
+            found = value(vtype, reps[0], units, opts)
+            if found:
+                res[found[0]] = found[1]
+            return
+        components = []
+        for r in reps:
+            found = value(vtype, r, units, opts)
+            if found:
+                components.append({"code": code, found[0]: found[1]})
+        if components:
+            res["component"] = components
 
 
-# Observation -----------------------------------------------------------------------------
+def _performers(bundle, obx: Seg, opts) -> list[dict]:
+    """OBX-16 responsible observers; OBX-15 producer; OBX-23/-24 performing organisation
+    with its address, through a PractitionerRole coded MDIR when OBX-25 names the medical
+    director (the OBX-23..25 rows)."""
+    out = practitioners(bundle, obx.reps(16), opts) if obx.raw(16) else []
+    if obx.raw(15) and (producer := cwe_organization(bundle, obx.f(15), opts)):
+        out.append(producer)
+    if obx.raw(23):
+        org = xon_organization(bundle, obx.f(23), opts, obx.reps(24))
+        director = add_practitioner(bundle, obx.f(25), opts) if obx.raw(25) else None
+        if director:
+            out.append(add_practitioner_role(bundle, opts, director, MEDICAL_DIRECTOR, org))
+        elif org:
+            out.append(org)
+    return [p for p in out if p]
+
+
 def add_observation(
     bundle: TransactionBundle,
     msg: Message,
@@ -202,15 +120,15 @@ def add_observation(
     *,
     default_effective: str | None = None,
     identifier: dict | None = None,
+    part_of: str | None = None,
 ) -> str | None:
     """OBX (``obx_index``: 1-based occurrence in the message) -> Observation.
 
     ``default_effective`` is a FHIR dateTime (e.g. the converted OBR-7) used when OBX-14 is
-    empty; ``identifier`` a caller-made business identifier (e.g. filler number + code).
-    With OBX-21 or ``identifier`` the entry is a conditional create (ifNoneExist on the
-    OBX-21 one first), else a plain POST. Returns the reference, or None when Observation is
-    not emitted or there is no such OBX.
-    """
+    empty; ``identifier`` a caller-made business identifier (e.g. filler number + code);
+    without either it and OBX-21, one is derived from the message (MSH-10 and the OBX set
+    ID). Returns the reference, or None when Observation is not emitted or there is no such
+    OBX."""
     if not opts.emits("Observation"):
         return None
     at = seg_at(msg, "OBX", obx_index)
@@ -218,130 +136,80 @@ def add_observation(
         return None
     pos, obx = at
     tz = opts.timezone
-    vtype = obx.code(2)
-    code = cwe(obx.f(3), opts) or {"text": "unknown"}
+    fields = obx.fields
+    if len(fields) < 34:
+        fields = fields + [""] * (34 - len(fields))
     status_code = obx.code(11)
-    status = vocab.OBSERVATION_STATUS.get(status_code, "unknown")
-
+    code = cwe(obx.f(3), opts) or {"text": "unknown"}
     res: dict = {"resourceType": "Observation"}
-    sub_id = obx.f(4).c(1) if obx.raw(4) else ""
-    if sub_id:
+    if fields[4] and (sub_id := obx.f(4).c(1)):
         res["extension"] = [{"url": SUB_ID, "extension": [
             {"url": "original-sub-identifier", "valueString": sub_id}]}]  # fmt: skip
-    own = ei(obx.f(21), opts) if obx.raw(21) else None
-    ids = [i for i in (own, identifier) if i]
-    if ids:
-        res["identifier"] = ids
-    res["status"] = status
+    own = ei(obx.f(21), opts, "FILL") if fields[21] else None  # OBX-21 row: type FILL
+    ids = [i for i in (own, identifier) if i] or [
+        derived(opts, "observation", msg.get("MSH-10") or "", f"OBX-{obx_index}")
+    ]
+    res["identifier"] = ids
+    if part_of:
+        res["partOf"] = [{"reference": part_of}]
+    res["status"] = vocab.OBSERVATION_STATUS.get(status_code, "unknown")
+    if status_code == "X":  # OBX-11 X rows: the v2 code kept as an alternate code
+        res["_status"] = {"extension": [{"url": ALTERNATE_CODES, "valueCodeableConcept": {
+            "coding": [{"system": vocab.V2 + "0085", "code": "X"}]}}]}  # fmt: skip
+    if fields[29]:  # OBX-29 observation type -> category (table 0936)
+        res["category"] = [{"coding": [{"system": vocab.V2 + "0936", "code": obx.code(29)}]}]
     res["code"] = code
     if subject:
         res["subject"] = {"reference": subject}
     if encounter:
         res["encounter"] = {"reference": encounter}
-    effective = _dtm(obx.f(14).c(1), tz) if obx.raw(14) else None
-    effective = effective or default_effective
+    effective = (fields[14] and dtm(obx.f(14).c(1), tz)) or default_effective
     if effective:
         res["effectiveDateTime"] = effective
-    if obx.raw(16):
-        performers = [p for p in (add_practitioner(bundle, r, opts) for r in obx.reps(16)) if p]
+    if fields[15] or fields[16] or fields[23]:
+        performers = _performers(bundle, obx, opts)
         if performers:
             res["performer"] = performers
-
     if status_code == "X":
         res["dataAbsentReason"] = _absent("not-performed")
-    elif vtype in ("ED", "RP"):
-        if obx.raw(5):
-            res["dataAbsentReason"] = _absent("unsupported")
-    elif vtype in TEXT_TYPES:
-        esc = msg.enc[2]
-        text = "\n".join(formatted_text(r.text, esc) for r in obx.reps(5)).strip()
-        if text:
-            res["valueString"] = text
     else:
-        reps = obx.reps(5)
-        if reps:
-            u = obx.f(6)
-            unit = dict(_unit(u.raw, u.sep, u.enc, opts.local_system)) if u else {}
-            if len(reps) == 1:
-                value = _value(vtype, reps[0], unit, opts)
-                if value:
-                    res[value[0]] = value[1]
-            else:
-                components = []
-                for r in reps:
-                    value = _value(vtype, r, unit, opts)
-                    if value:
-                        components.append({"code": code, value[0]: value[1]})
-                if components:
-                    res["component"] = components
-
-    if obx.raw(8) and (interpretation := _interpretation(obx.reps(8))):
-        res["interpretation"] = interpretation
-    notes = notes_after(msg, pos, opts)
+        _values(res, msg, obx, obx.code(2), code, opts)
+        if status_code == "N" and not any(k.startswith("value") for k in res):
+            res["dataAbsentReason"] = _absent("not-asked")  # OBX-11 N row
+    if fields[8] and (found := interpretation(obx.reps(8))):
+        res["interpretation"] = found
+    notes = notes_after(msg, pos, opts, bundle)
     if notes:
         res["note"] = notes
-    if obx.raw(20) and (body_site := cwe(obx.f(20), opts)):
-        res["bodySite"] = body_site
-    if obx.raw(17) and (method := cwe(obx.f(17), opts)):
-        res["method"] = method
     if specimen:
         res["specimen"] = {"reference": specimen}
-    if obx.raw(7) and (ref_range := obx.f(7).text):
+    if fields[7] and (ref_range := obx.f(7).text):
         res["referenceRange"] = [{"text": ref_range}]
-
-    search = identifier_search(ids[0]) if ids else None
-    return bundle.add(res, key, search=search, method="POST")
-
-
-# Specimen --------------------------------------------------------------------------------
-def add_specimen(
-    bundle: TransactionBundle, msg: Message, spm_pos: int, opts: ConvertOptions,
-    subject: str | None,
-) -> str | None:  # fmt: skip
-    """SPM (segment position) -> Specimen: SPM-2 identifiers (.1 placer, .2 filler EI as
-    subcomponents), -4 type, -7 collection.method, -8 collection.bodySite, -17 collected
-    (dateTime, a Period when .2 is valued), -18 receivedTime, -14 note. A conditional update
-    on the first identifier, else a plain POST."""
-    if not opts.emits("Specimen"):
-        return None
-    spm = Seg(msg, spm_pos)
-    tz = opts.timezone
-    ids_field = spm.f(2)
-    ids = [i for i in (ei_sub(ids_field, 1, opts, "PLAC"), ei_sub(ids_field, 2, opts, "FILL"))
-           if i]  # fmt: skip
-    res: dict = {"resourceType": "Specimen"}
-    if ids:
-        res["identifier"] = ids
-    kind = cwe(spm.f(4), opts)
-    if kind:
-        res["type"] = kind
-    if subject:
-        res["subject"] = {"reference": subject}
-    received = dtm(spm.f(18).c(1), tz)
-    if received:
-        res["receivedTime"] = received
-    collection: dict = {}
-    collected = spm.f(17)
-    if collected.c(2):
-        when = period(collected.c(1), collected.c(2), tz)
-        if when:
-            collection["collectedPeriod"] = when
-    elif collected_at := dtm(collected.c(1), tz):
-        collection["collectedDateTime"] = collected_at
-    method = cwe(spm.f(7), opts)
-    if method:
-        collection["method"] = method
-    site = cwe(spm.f(8), opts)
-    if site:
-        collection["bodySite"] = site
-    if collection:
-        res["collection"] = collection
-    description = spm.f(14).text
-    if description:
-        res["note"] = [{"text": description}]
-    search = identifier_search(ids[0]) if ids else None
-    key = f"spm|{search}" if search else f"spm|{spm_pos}"
-    return bundle.add(res, key, search=search, method="PUT")
+    if fields[10] or fields[17] or fields[18] or fields[19] or fields[20] or fields[33]:
+        _less_common(res, obx, opts)
+    return bundle.add(res, key, identifier_query(ids[0]))
 
 
-__all__ = ["add_observation", "add_specimen", "number", "time_of_day"]
+def _less_common(res: dict, obx: Seg, opts: ConvertOptions) -> None:
+    """OBX-10 nature of abnormal test, -17 method, -18 device, -19 analysis time, -20 body
+    site, -33 specimen (a logical reference when no SPM gave one)."""
+    extensions = [
+        {"url": NATURE_OF_ABNORMAL, "valueCodeableConcept": c}
+        for c in (cwe(f, opts, vocab.V2 + "0080") for f in obx.reps(10))
+        if c
+    ]
+    if analysed := dtm(obx.f(19).c(1), opts.timezone):
+        extensions.append({"url": ANALYSIS_TIME, "valueDateTime": analysed})
+    if extensions:
+        res.setdefault("extension", []).extend(extensions)
+    if body_site := cwe(obx.f(20), opts):
+        res["bodySite"] = body_site
+    if method := cwe(obx.f(17), opts):
+        res["method"] = method
+    if "specimen" not in res and (spec_id := ei_sub(obx.f(33), 1, opts, "PLAC")):
+        res["specimen"] = {"identifier": spec_id}  # OBX-33: a logical reference
+    if device := ei(obx.f(18), opts):
+        res["device"] = {"identifier": device}  # OBX-18: Device.identifier
+
+
+__all__ = ["add_observation", "number", "time_of_day"]

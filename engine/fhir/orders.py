@@ -1,194 +1,46 @@
-"""ORC/OBR -> ServiceRequest, and what the order-based mappings share: one-split segment
-views, EI identifiers, NTE notes and the ORC/OBR/OBX/SPM grouping of a message.
+"""ORC/OBR -> ServiceRequest: the guide's ORC[ServiceRequest] and OBR[ServiceRequest] maps, the
+OrderControlCode[ServiceRequest.status] and OrderStatus vocabulary maps; the order keys the
+result mappings share; PRT participations of an order group.
 
-The checklist is shared/fhir-mapping.md. Choices where the guide is silent are marked [ours].
-"""
+Choices where the guide is silent are marked [ours]."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from engine.fhir import vocab
-from engine.fhir.bundle import TransactionBundle, search_for
-from engine.fhir.datatypes import V2, coded, cwe, dtm, hd_system
+from engine.fhir.bundle import TransactionBundle, derived, identifier_query, query, token
+from engine.fhir.datatypes import V2, coded, compact, cwe, cx, dtm, ei, ei_sub, period, xad, xtn
 from engine.fhir.options import ConvertOptions
-from engine.fhir.patient import add_practitioner, concept
+from engine.fhir.patient import concept
+from engine.fhir.people import add_practitioner, add_practitioner_role, xon_organization
+from engine.fhir.segments import Seg, following, notes_after, seg_at
+from engine.fhir.specimen import cq_quantity
 from engine.hl7.message import Message
 
-V2_0203 = vocab.V2 + "0203"
+EXT = "http://hl7.org/fhir/StructureDefinition/"
+CALLBACK = EXT + "servicerequest-order-callback-phone-number"
+STATUS_REASON = EXT + "request-statusReason"
 PRIORITY = {"S": "stat", "A": "asap", "R": "routine"}  # 0027 (OBR-5, TQ.6) [ours: the rest]
-NOTE_SKIP = frozenset({"PRT", "TQ1", "TQ2", "TCD", "CTD"})  # may sit between OBR/OBX and NTE
-_NULL = '""'
+# OBR-25 (result status) -> ServiceRequest.status when ORC-5 and ORC-1 give none [ours]
+RESULT_ORDER_STATUS = {"F": "completed", "C": "completed", "X": "revoked"}
 
 
-# reading segments ---------------------------------------------------------------------------
-class _Rep(V2):
-    """A V2 view that splits its components once (V2 splits on every ``c``/``s`` call)."""
-
-    __slots__ = ("_parts",)
-
-    def __init__(self, raw: str, sep: str, enc: str):
-        super().__init__(raw, sep, enc)
-        self._parts: list[str] | None = None
-
-    def _comp(self, n: int) -> str:
-        parts = self._parts
-        if parts is None:
-            parts = self._parts = self.raw.split(self.enc[0])
-        return parts[n - 1] if n <= len(parts) else ""
+def order_identifiers(orc: Seg | None, obr: Seg | None, opts: ConvertOptions):
+    """(placer, filler) Identifiers: OBR-2/OBR-3, the ORC's when the OBR's is empty."""
+    placer = (ei(obr.f(2), opts, "PLAC") if obr else None) or (
+        ei(orc.f(2), opts, "PLAC") if orc else None
+    )
+    filler = (ei(obr.f(3), opts, "FILL") if obr else None) or (
+        ei(orc.f(3), opts, "FILL") if orc else None
+    )
+    return placer, filler
 
 
-EMPTY = V2("")
-
-
-class Seg:
-    """One segment split once into fields (not for MSH). ``f(n)`` is the first repetition of
-    field n as a V2 view, ``reps(n)`` the non-empty ones; ``""`` (explicit null) is empty."""
-
-    __slots__ = ("enc", "fields", "sep")
-
-    def __init__(self, msg: Message, pos: int):
-        self.sep, self.enc = msg.sep, msg.enc
-        self.fields = msg.segments[pos].split(msg.sep)
-
-    def raw(self, n: int) -> str:
-        fields = self.fields
-        return fields[n] if n < len(fields) else ""
-
-    def f(self, n: int) -> V2:
-        fields = self.fields
-        raw = fields[n] if n < len(fields) else ""
-        if not raw or raw == _NULL:
-            return EMPTY
-        cut = raw.find(self.enc[1])
-        if cut >= 0:
-            raw = raw[:cut]
-        return _Rep(raw, self.sep, self.enc)
-
-    def reps(self, n: int) -> list[V2]:
-        raw = self.raw(n)
-        if not raw or raw == _NULL:
-            return []
-        sep, enc = self.sep, self.enc
-        out = [_Rep(r, sep, enc) for r in raw.split(enc[1]) if r and r != _NULL]
-        return [v for v in out if v]
-
-    def code(self, n: int) -> str:
-        """Component 1 of field n, upper-cased (an ID/IS code; no escapes expected)."""
-        raw = self.raw(n)
-        if not raw:
-            return ""
-        code = raw.split(self.enc[0], 1)[0].split(self.enc[1], 1)[0].strip().upper()
-        return "" if code == _NULL else code
-
-
-def seg_at(msg: Message, name: str, occurrence: int | None) -> tuple[int, Seg] | None:
-    """(position, view) of the ``occurrence``-th (1-based) segment ``name``, or None."""
-    if not occurrence:
-        return None
-    idx = msg.segment_indexes(name)
-    if not 1 <= occurrence <= len(idx):
-        return None
-    pos = idx[occurrence - 1]
-    return pos, Seg(msg, pos)
-
-
-@dataclass(slots=True)
-class OrderGroup:
-    """An OBR with its ORC (occurrence, or None), its OBX (occurrence and the index into
-    ``spm`` of the SPM it follows, -1 for result OBX) and its SPM segments (positions)."""
-
-    orc: int | None
-    obr: int
-    obr_pos: int
-    obx: list[tuple[int, int]] = field(default_factory=list)
-    spm: list[int] = field(default_factory=list)
-
-
-def order_groups(msg: Message, reuse_orc: bool) -> list[OrderGroup]:
-    """ORC/OBR groups in message order. ``reuse_orc``: an OBR without its own ORC takes the
-    last one (ORM/OML senders often send one ORC for several OBR [ours]); in ORU the ORC is
-    optional per OBR, so it is not carried over."""
-    groups: list[OrderGroup] = []
-    sep = msg.sep
-    orc_n = obr_n = obx_n = 0
-    orc: int | None = None
-    cur: OrderGroup | None = None
-    for pos, seg in enumerate(msg.segments):
-        if seg[3:4] not in ("", sep):
-            continue
-        sid = seg[:3]
-        if sid == "OBX":
-            obx_n += 1
-            if cur is not None:
-                cur.obx.append((obx_n, len(cur.spm) - 1))
-        elif sid == "OBR":
-            obr_n += 1
-            cur = OrderGroup(orc, obr_n, pos)
-            groups.append(cur)
-            if not reuse_orc:
-                orc = None
-        elif sid == "ORC":
-            orc_n += 1
-            orc, cur = orc_n, None
-        elif sid == "SPM":
-            if cur is not None:
-                cur.spm.append(pos)
-        elif sid in ("PID", "MSH"):
-            orc, cur = None, None
-    return groups
-
-
-# identifiers ---------------------------------------------------------------------------------
-def ei(f: V2, opts: ConvertOptions, type_code: str | None = None) -> dict | None:
-    """EI (.1 id, .2 namespace, .3 universal id, .4 its type) -> Identifier."""
-    value = f.c(1)
-    if not value:
-        return None
-    return _identifier(value, hd_system(f.c(2), f.c(3), f.c(4), opts), type_code)
-
-
-def ei_sub(f: V2, component: int, opts: ConvertOptions, type_code: str | None = None):
-    """An EI written as subcomponents of one component (EIP in OBR-29, SPM-2)."""
-    value = f.s(component, 1)
-    if not value:
-        return None
-    system = hd_system(f.s(component, 2), f.s(component, 3), f.s(component, 4), opts)
-    return _identifier(value, system, type_code)
-
-
-def _identifier(value: str, system: str | None, type_code: str | None) -> dict:
-    out = {"value": value}
-    if system:
-        out["system"] = system
-    if type_code:
-        out["type"] = coded(V2_0203, type_code)
-    return out
-
-
-def identifier_search(identifier: dict | None) -> str | None:
-    """The search for a conditional request: ``identifier=system|value``; without a system
-    and with a v2-0203 type ``identifier:of-type=<v2-0203>|TYPE|value`` (R4), so a bare
-    order number does not match other senders' identifiers of another kind [ours]."""
-    if not identifier or not identifier.get("value"):
-        return None
-    if identifier.get("system"):
-        return search_for(identifier)
-    type_code = identifier.get("type", {}).get("coding", [{}])[0].get("code")
-    value = identifier["value"].replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
-    if type_code:
-        return f"identifier:of-type={V2_0203}|{type_code}|{value}"
-    return f"identifier={value}"
-
-
-def code_search(code: dict | None) -> str:
+def code_query(code: dict | None) -> str:
     """``&code=system|code`` added to a search whose identifier several OBR share [ours]."""
-    coding = (code or {}).get("coding") or [{}]
-    c = coding[0]
-    if not c.get("code"):
+    coding = ((code or {}).get("coding") or [{}])[0]
+    if not coding.get("code"):
         return ""
-    value = c["code"].replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
-    return f"&code={c['system']}|{value}" if c.get("system") else f"&code={value}"
+    return "&" + query(("code", token(coding.get("system"), coding["code"])))
 
 
 def shared_order_number(msg: Message, field_no: int, value: str) -> bool:
@@ -215,50 +67,22 @@ def shared_order_number(msg: Message, field_no: int, value: str) -> bool:
     return False
 
 
-# notes ----------------------------------------------------------------------------------------
-def formatted_text(text: str, esc: str) -> str:
-    """FT/TX display text: ``\\.br\\``/``\\.sp\\`` -> new line, highlighting (``\\H\\``,
-    ``\\N\\``) dropped; other formatting escapes are kept as written."""
-    if esc not in text:
-        return text
-    return (
-        text.replace(f"{esc}.br{esc}", "\n")
-        .replace(f"{esc}.sp{esc}", "\n")
-        .replace(f"{esc}H{esc}", "")
-        .replace(f"{esc}N{esc}", "")
-    )
+def order_status(orc: Seg | None, obr: Seg | None) -> str:
+    """ORC-5 (OrderStatus map), else ORC-1 (OrderControlCode map: "IF ORC-5 NOT VALUED"),
+    else a final/corrected/cancelled OBR-25 [ours], else unknown (status is 1..1)."""
+    if orc is not None:
+        status = vocab.ORDER_STATUS.get(orc.code(5))
+        if status:
+            return status
+        if not orc.code(5):
+            status = vocab.ORDER_CONTROL_STATUS.get(orc.code(1))
+            if status:
+                return status
+    if obr is not None:
+        return RESULT_ORDER_STATUS.get(obr.code(25), "unknown")
+    return "unknown"
 
 
-def notes_after(msg: Message, pos: int, opts: ConvertOptions) -> list[dict]:
-    """The NTE segments following the segment at ``pos`` -> Annotations: NTE-3 (repeats
-    joined by new lines) as text, NTE-6 time, NTE-5 (XCN) authorString."""
-    notes = []
-    segments, esc = msg.segments, msg.enc[2]
-    for i in range(pos + 1, len(segments)):
-        seg = segments[i]
-        sid = seg[:3]
-        if sid != "NTE":
-            if sid in NOTE_SKIP:
-                continue
-            break
-        nte = Seg(msg, i)
-        text = "\n".join(formatted_text(r.text, esc) for r in nte.reps(3)).strip()
-        if not text:
-            continue
-        note = {"text": text}
-        author = nte.f(5)
-        if author:
-            name = " ".join(x for x in (author.c(3), author.s(2, 1) or author.c(2)) if x)
-            if name:
-                note["authorString"] = name
-        when = dtm(nte.f(6).c(1), opts.timezone)
-        if when and "T" in when:
-            note["time"] = when
-        notes.append(note)
-    return notes
-
-
-# ServiceRequest --------------------------------------------------------------------------------
 def _priority(orc: Seg | None, obr: Seg | None) -> str | None:
     """OBR-5, else the priority of the timing/quantity ORC-7.6 / OBR-27.6."""
     for code in (
@@ -271,51 +95,143 @@ def _priority(orc: Seg | None, obr: Seg | None) -> str | None:
     return None
 
 
-def _status(orc: Seg | None) -> str:
-    if orc is None:
-        return "unknown"
-    return (
-        vocab.ORDER_STATUS.get(orc.code(5))
-        or vocab.ORDER_CONTROL_STATUS.get(orc.code(1))
-        or "unknown"
-    )
+def participations(msg: Message, pos: int) -> dict[str, list[V2]]:
+    """PRT-5 persons after the segment at ``pos`` by PRT-4 role (table 0443)."""
+    out: dict[str, list[V2]] = {}
+    for prt in following(msg, pos, ("PRT",), ("OBR", "ORC", "OBX", "SPM", "RXO", "PID")):
+        role = prt.code(4)
+        out.setdefault(role, []).extend(prt.reps(5))
+    return out
 
 
-def order_identifiers(orc: Seg | None, obr: Seg | None, opts: ConvertOptions):
-    """(placer, filler) Identifiers: OBR-2/OBR-3, the ORC's when the OBR's is empty."""
-    placer = (ei(obr.f(2), opts, "PLAC") if obr else None) or (
-        ei(orc.f(2), opts, "PLAC") if orc else None
-    )
-    filler = (ei(obr.f(3), opts, "FILL") if obr else None) or (
-        ei(orc.f(3), opts, "FILL") if orc else None
-    )
-    return placer, filler
+def _requester(bundle, orc: Seg | None, obr: Seg | None, opts, roles) -> dict | None:
+    """ORC-12 (else OBR-16, else a PRT with role OP) -> Practitioner; with ORC-21/-22/-23
+    the ordering facility, through a PractitionerRole; ORC-24 the provider's address."""
+    field = orc.f(12) if orc and orc.f(12) else (obr.f(16) if obr and obr.f(16) else None)
+    if field is None and roles.get("OP"):
+        field = roles["OP"][0]
+    who = add_practitioner(bundle, field, opts) if field else None
+    if who and who.get("reference") and orc and orc.raw(24):
+        entry = bundle.entry(who["reference"])
+        entry["resource"]["address"] = [a for a in (xad(f, opts.timezone)
+                                                    for f in orc.reps(24)) if a]  # fmt: skip
+    facility = xon_organization(bundle, orc.f(21), opts, orc.reps(22), orc.reps(23)) \
+        if orc and orc.raw(21) else None  # fmt: skip
+    if facility and facility.get("reference"):
+        return add_practitioner_role(bundle, opts, who, None, facility)
+    return who
 
 
-def _parent(bundle: TransactionBundle, obr: Seg, opts: ConvertOptions, subject: str) -> str | None:
-    """OBR-29 (EIP: placer EI, filler EI as subcomponents) -> the parent ServiceRequest: the
-    one in this bundle with that key, else a stub created only if none exists on the server
-    (POST ifNoneExist) [ours: a conditional reference would fail the whole transaction when
-    the parent is unknown]. A later OBR for that parent replaces the stub in place."""
-    f = obr.f(29)
+def _parent(bundle: TransactionBundle, obr: Seg | None, orc: Seg | None, opts,
+            subject: str) -> str | None:  # fmt: skip
+    """OBR-29 (else OBR-54, ORC-8: EIP, placer/filler EI as subcomponents) -> the parent
+    ServiceRequest: the one in this bundle with that key, else a stub created only if none
+    exists on the server (POST ifNoneExist) [ours: a conditional reference would fail the
+    whole transaction when the parent is unknown]. A later OBR for that parent replaces the
+    stub in place."""
+    f = (obr.f(29) or obr.f(54)) if obr else None
+    f = f or (orc.f(8) if orc else None)
     if not f:
         return None
     identifier = ei_sub(f, 1, opts, "PLAC") or ei_sub(f, 2, opts, "FILL")
-    search = identifier_search(identifier)
+    search = identifier_query(identifier)
     if not search:
         return None
     key = "sr|" + search
     found = bundle.find("ServiceRequest", key)
     if found:
         return found
-    stub = {
+    stub = {"resourceType": "ServiceRequest", "identifier": [identifier], "status": "unknown",
+            "intent": "order", "subject": {"reference": subject}}  # fmt: skip
+    return bundle.add(stub, key, search, method="POST")
+
+
+def _extensions(orc: Seg | None, obr: Seg | None, opts) -> list[dict]:
+    """ORC-14 (if no OBR-17) / OBR-17 call-back phone, ORC-16 control reason (if no ORC-5)."""
+    out = []
+    phones = (obr.reps(17) if obr else []) or (orc.reps(14) if orc else [])
+    for f in phones:
+        if point := xtn(f, "work", opts.timezone):
+            out.append({"url": CALLBACK, "valueContactPoint": point})
+    if orc and not orc.code(5) and (reason := cwe(orc.f(16), opts)):
+        out.append({"url": STATUS_REASON, "valueCodeableConcept": reason})
+    return out
+
+
+def _tq1(msg: Message, orc: Seg | None, opts) -> dict:
+    """TQ1 after the ORC (TQ1[ServiceRequest]): -2 quantityQuantity, -7/-8 the timing's
+    bounds, -9 priority, -11 a note."""
+    if orc is None:
+        return {}
+    tq1 = next(iter(following(msg, orc.pos, ("TQ1",), ("ORC", "OBR", "RXO", "OBX"))), None)
+    if tq1 is None:
+        return {}
+    out: dict = {}
+    if quantity := cq_quantity(tq1.f(2), opts):
+        out["quantityQuantity"] = quantity
+    bounds = period(tq1.f(7).c(1), tq1.f(8).c(1), opts.timezone)
+    if bounds:
+        out["occurrenceTiming"] = {"repeat": {"boundsPeriod": bounds}}
+    if priority := PRIORITY.get(tq1.code(9)):
+        out["priority"] = priority
+    if tq1.f(11).text:
+        out["note"] = [{"text": tq1.f(11).text}]
+    return out
+
+
+def build_service_request(bundle, msg, orc: Seg | None, obr: Seg | None, opts, subject: str,
+                          encounter: str | None, obr_pos: int | None = None) -> dict:  # fmt: skip
+    tz = opts.timezone
+    placer, filler = order_identifiers(orc, obr, opts)
+    alternates = [cx(f, opts, tz) for f in (obr.reps(53) if obr else [])] or [
+        cx(f, opts, tz) for f in (orc.reps(33) if orc else [])
+    ]  # OBR-53, else ORC-33
+    for a in alternates:
+        if a:
+            a["type"] = coded(vocab.V2 + "0203", "PLAC")
+    group = ei(orc.f(38), opts, "FGN") if orc else None
+    roles = participations(msg, obr_pos if obr_pos is not None else (orc.pos if orc else 0))
+    intent = {"G": "reflex-order"}.get(obr.code(11), "order") if obr else "order"
+    when = None
+    if obr:
+        when = dtm(obr.f(6).c(1), tz) or dtm(obr.f(7).c(1), tz)
+    tq = (orc.f(7) if orc else None) or (obr.f(27) if obr else None)
+    occurrence = (
+        {"occurrenceDateTime": when}
+        if when
+        else ({"occurrencePeriod": p} if tq and (p := period(tq.c(4), tq.c(5), tz)) else {})
+    )
+    confidentiality = cwe(orc.f(28), opts, vocab.V2 + "0177") if orc else None
+    timing = _tq1(msg, orc, opts)
+    if "occurrenceTiming" in timing and not occurrence:
+        occurrence = {"occurrenceTiming": timing.pop("occurrenceTiming")}
+    timing.pop("occurrenceTiming", None)
+    res = compact({
         "resourceType": "ServiceRequest",
-        "identifier": [identifier],
-        "status": "unknown",
-        "intent": "order",
+        "meta": {"security": confidentiality["coding"][:1]}
+        if confidentiality and confidentiality.get("coding") else None,
+        "extension": _extensions(orc, obr, opts),
+        "identifier": [i for i in (placer, filler, *alternates, group) if i],
+        "requisition": ei(orc.f(4), opts, "PGN") if orc else None,
+        "basedOn": [{"reference": p}] if (p := _parent(bundle, obr, orc, opts, subject)) else [],
+        "status": order_status(orc, obr),
+        "intent": intent,
+        "priority": _priority(orc, obr) or timing.get("priority"),
+        "code": cwe(obr.f(4), opts) if obr else None,
+        "orderDetail": [c for n in (46, 47) for c in (cwe(f, opts) for f in obr.reps(n)) if c]
+        if obr else [],
         "subject": {"reference": subject},
-    }
-    return bundle.add(stub, key, search=search, method="POST")
+        "encounter": {"reference": encounter} if encounter else None,
+        **occurrence,
+        "authoredOn": dtm(orc.f(9).c(1), tz) if orc else None,
+        "requester": _requester(bundle, orc, obr, opts, roles),
+        "locationCode": [c] if orc and (c := cwe(orc.f(29), opts, vocab.V2 + "0482")) else [],
+        "reasonCode": [c for c in (concept(r, opts) for r in obr.reps(31)) if c] if obr else [],
+        "quantityQuantity": timing.get("quantityQuantity"),
+        "note": (notes_after(msg, obr_pos, opts, bundle) if obr_pos is not None else [])
+        + timing.get("note", []),
+    })  # fmt: skip
+    return res
 
 
 def add_service_request(
@@ -329,10 +245,11 @@ def add_service_request(
     *,
     supporting_info: list[str] | None = None,
     specimens: list[str] | None = None,
+    reasons: list[str] | None = None,
 ) -> str | None:
     """ORC/OBR (1-based occurrences; either may be None) -> ServiceRequest, a conditional
     update on the placer identifier (else the filler's; with ``&code=`` when several OBR of
-    the message share the number [ours]); a plain POST without either. Returns the
+    the message share the number [ours]; else one derived from the message). Returns the
     reference, or None when not emitted or without a subject (1..1 in R4)."""
     if not opts.emits("ServiceRequest") or not subject:
         return None
@@ -341,80 +258,32 @@ def add_service_request(
         return None
     orc = orc_at[1] if orc_at else None
     obr = obr_at[1] if obr_at else None
-    tz = opts.timezone
-    placer, filler = order_identifiers(orc, obr, opts)
-    code = cwe(obr.f(4), opts) if obr else None
-    res: dict = {"resourceType": "ServiceRequest"}
-    ids = [i for i in (placer, filler) if i]
-    if ids:
-        res["identifier"] = ids
-    if orc:
-        group = ei(orc.f(4), opts, "PGN")
-        if group:
-            res["requisition"] = group
-    if obr and (parent := _parent(bundle, obr, opts, subject)):
-        res["basedOn"] = [{"reference": parent}]
-    res["status"] = _status(orc)
-    res["intent"] = "order"
-    priority = _priority(orc, obr)
-    if priority:
-        res["priority"] = priority
-    if code:
-        res["code"] = code
-    res["subject"] = {"reference": subject}
-    if encounter:
-        res["encounter"] = {"reference": encounter}
-    if obr:
-        when = dtm(obr.f(6).c(1), tz) or dtm(obr.f(7).c(1), tz)
-        if when:
-            res["occurrenceDateTime"] = when
-    if orc and (authored := dtm(orc.f(9).c(1), tz)):
-        res["authoredOn"] = authored
-    requester_field = orc.f(12) if orc and orc.f(12) else (obr.f(16) if obr else None)
-    if requester_field:
-        requester = add_practitioner(bundle, requester_field, opts)
-        if requester:
-            res["requester"] = requester
-    if obr:
-        reasons = [c for c in (concept(r, opts) for r in obr.reps(31)) if c]
-        if reasons:
-            res["reasonCode"] = reasons
+    res = build_service_request(bundle, msg, orc, obr, opts, subject, encounter,
+                                obr_at[0] if obr_at else None)  # fmt: skip
     if supporting_info:
         res["supportingInfo"] = [{"reference": r} for r in supporting_info]
     if specimens:
         res["specimen"] = [{"reference": r} for r in specimens]
-    if obr_at and (notes := notes_after(msg, obr_at[0], opts)):
-        res["note"] = notes
-
+    if reasons:
+        res["reasonReference"] = [{"reference": r} for r in reasons]
+    placer, filler = order_identifiers(orc, obr, opts)
     key_id = placer or filler
-    search = identifier_search(key_id)
-    if search and obr and shared_order_number(msg, 2 if placer else 3, key_id["value"]):
-        search += code_search(code)
-    if not search:
-        return bundle.add(res, f"sr|obr{obr_index}|orc{orc_index}", method="POST")
+    if key_id is None:
+        key_id = derived(opts, "order", msg.get("MSH-10") or "", f"OBR-{obr_index}-ORC-{orc_index}")
+        res.setdefault("identifier", []).append(key_id)
+    search = identifier_query(key_id)
+    if obr and shared_order_number(msg, 2 if placer else 3, key_id["value"]):
+        search += code_query(res.get("code"))
     key = "sr|" + search
     existing = bundle.find("ServiceRequest", key)
     if existing:  # a parent stub added for an earlier OBR-29: this order replaces it
-        for entry in bundle.entries:
-            if entry["fullUrl"] == existing and entry["request"].get("ifNoneExist"):
-                entry["resource"] = res
-                entry["request"] = {"method": "PUT", "url": f"ServiceRequest?{search}"}
+        entry = bundle.entry(existing)
+        if entry["request"].get("ifNoneExist"):
+            entry["resource"] = res
+            entry["request"] = {"method": "PUT", "url": f"ServiceRequest?{search}"}
         return existing
-    return bundle.add(res, key, search=search, method="PUT")
+    return bundle.add(res, key, search)
 
 
-__all__ = [
-    "OrderGroup",
-    "Seg",
-    "add_service_request",
-    "code_search",
-    "ei",
-    "ei_sub",
-    "formatted_text",
-    "identifier_search",
-    "notes_after",
-    "order_groups",
-    "order_identifiers",
-    "seg_at",
-    "shared_order_number",
-]
+__all__ = ["add_service_request", "code_query", "order_identifiers", "order_status",
+           "participations", "shared_order_number"]  # fmt: skip

@@ -4,7 +4,9 @@ recommendation (shared/fhir-mapping.md)."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from functools import lru_cache
+
+from engine.fhir.bundle import slug
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-"
 V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -30,6 +32,7 @@ SYSTEMS = {
     "I9": "http://hl7.org/fhir/sid/icd-9-cm",
     "RXNORM": "http://www.nlm.nih.gov/research/umls/rxnorm",
     "CVX": "http://hl7.org/fhir/sid/cvx",
+    "MVX": "http://hl7.org/fhir/sid/mvx",
     "NDC": "http://hl7.org/fhir/sid/ndc",
     "CPT": "http://www.ama-assn.org/go/cpt",
     "C4": "http://www.ama-assn.org/go/cpt",
@@ -38,6 +41,7 @@ SYSTEMS = {
 }
 
 
+@lru_cache(maxsize=1024)
 def system_uri(name: str, local_uri: str | None = None) -> str | None:
     """URI for a coding-system name: table 0396, HL7nnnn tables, URIs and OIDs as they are;
     an unknown (local) name gets ``local_uri/<name>`` [gap: the code is never dropped]."""
@@ -53,7 +57,7 @@ def system_uri(name: str, local_uri: str | None = None) -> str | None:
     if all(p.isdigit() for p in name.split(".")) and name.count(".") >= 2:
         return f"urn:oid:{name}"
     if local_uri:
-        return f"{local_uri.rstrip('/')}/{quote(name, safe='')}"
+        return f"{local_uri.rstrip('/')}/{slug(name)}"  # no escapes: it may go into a search
     return None
 
 
@@ -92,19 +96,56 @@ REPORT_STATUS = {
     "A": "partial", "N": "unknown", "M": "partial", "Y": "unknown", "Z": "unknown",
 }  # fmt: skip
 
-# 0119 order control (ORC-1) -> ServiceRequest.status when ORC-5 is empty
+# 0119 order control (ORC-1) -> ServiceRequest.status when ORC-5 is empty: the guide's
+# OrderControlCode[ServiceRequest.status] map, row by row. CA (cancel *request*) and HD (hold
+# *request*) are requests about an order that is still active: "active", not revoked/on-hold.
+# Codes the map leaves empty (RE, SC, XO, SN, RP...) are not here: the caller falls back.
 ORDER_CONTROL_STATUS = {
-    "NW": "active", "OK": "active", "AF": "active", "CA": "revoked", "CR": "revoked",
-    "DC": "revoked", "DF": "revoked", "DR": "revoked", "OC": "revoked", "OD": "revoked",
-    "HD": "on-hold", "HR": "on-hold", "OH": "on-hold", "FU": "completed", "SC": "active",
-    "XO": "active", "XR": "active", "RP": "revoked", "RU": "active", "SN": "active",
+    "AF": "active", "CA": "active", "CR": "revoked", "DC": "revoked", "DF": "revoked",
+    "DR": "revoked", "FU": "completed", "HD": "active", "HR": "on-hold", "NW": "active",
+    "OC": "revoked", "OD": "revoked", "OH": "on-hold", "OK": "active", "PR": "active",
+    "PY": "active", "RL": "active", "RO": "active", "RQ": "active",
 }  # fmt: skip
 
-# 0038 order status (ORC-5) -> ServiceRequest.status
+# 0038 order status (ORC-5) -> ServiceRequest.status: the guide's OrderStatus map
 ORDER_STATUS = {
-    "CM": "completed", "IP": "active", "SC": "active", "A": "active", "CA": "revoked",
-    "DC": "revoked", "RP": "revoked", "HD": "on-hold", "ER": "entered-in-error",
+    "CA": "revoked", "CM": "completed", "DC": "revoked", "ER": "entered-in-error",
+    "HD": "on-hold", "IP": "active", "RP": "revoked", "SC": "active",
 }  # fmt: skip
+
+# 0063 relationship -> the guide's Relationship map (v3-RoleCode, or v2-0063 / v2-0131)
+_RC, _63, _131 = V3_ROLE_CODE, V2 + "0063", V2 + "0131"
+RELATIONSHIP = {
+    "SEL": (_RC, "ONESELF", "self"), "SPO": (_RC, "SPS", "spouse"),
+    "DOM": (_RC, "SIGOTHR", "significant other"), "CHD": (_RC, "CHILD", "child"),
+    "GCH": (_RC, "GRNDCHILD", "grandchild"), "NCH": (_RC, "NCHILD", "natural child"),
+    "SCH": (_RC, "STPCHLD", "step child"), "FCH": (_RC, "CHLDFOST", "foster child"),
+    "DEP": (_63, "DEP", "Handicapped dependent"), "WRD": (_63, "WRD", "Ward of court"),
+    "PAR": (_RC, "PRN", "parent"), "MTH": (_RC, "MTH", "mother"), "FTH": (_RC, "FTH", "father"),
+    "CGV": (_63, "CGV", "Care giver"), "GRD": (_63, "GRD", "Guardian"),
+    "GRP": (_RC, "GRPRN", "grandparent"), "EXF": (_RC, "EXT", "extended family member"),
+    "SIB": (_RC, "SIB", "sibling"), "BRO": (_RC, "BRO", "brother"), "SIS": (_RC, "SIS", "sister"),
+    "FND": (_RC, "FRND", "unrelated friend"), "OAD": (_63, "OAD", "Other adult"),
+    "EME": (_63, "EME", "Employee"), "EMR": (_131, "E", "Employer"),
+    "ASC": (_63, "ASC", "Associate"), "EMC": (_131, "C", "Emergency Contact"),
+    "OWN": (_63, "OWN", "Owner"), "TRA": (_63, "TRA", "Trainer"), "MGR": (_63, "MGR", "Manager"),
+    "NON": (_63, "NON", "None"), "UNK": (_131, "U", "Unknown"), "OTH": (_131, "O", "Other"),
+}  # fmt: skip
+
+# 0131 contact role (NK1-7): the guide's ContactRole map (the table's own codes)
+CONTACT_ROLE = {"E": "Employer", "C": "Emergency Contact", "F": "Federal Agency",
+                "I": "Insurance Company", "N": "Next-of-Kin", "S": "State Agency",
+                "O": "Other", "U": "Unknown"}  # fmt: skip
+
+# 0278 filler status (SCH-25, AIx-12) -> Appointment.status: FillerStatusCodes[Appointment]
+APPOINTMENT_STATUS = {
+    "PENDING": "pending", "WAITLIST": "waitlist", "BOOKED": "booked", "STARTED": "checked-in",
+    "COMPLETE": "fulfilled", "CANCELLED": "cancelled", "DELETED": "entered-in-error",
+    "NOSHOW": "noshow",
+}  # fmt: skip
+
+# 0322 completion status (RXA-20) -> Immunization.status: the guide's CompletionStatus map
+COMPLETION_STATUS = {"CP": "completed", "RE": "not-done", "NA": "not-done", "PA": "completed"}
 
 # 0200 name type -> HumanName.use
 NAME_USE = {"L": "official", "D": "usual", "M": "maiden", "N": "nickname", "R": "official",
@@ -131,7 +172,3 @@ ALLERGY_CATEGORY = {"DA": "medication", "MA": "medication", "FA": "food", "EA": 
                     "LA": "environment", "PA": "environment", "AA": "biologic",
                     "MC": "medication"}  # fmt: skip
 ALLERGY_CRITICALITY = {"SV": "high", "MO": "low", "MI": "low", "U": "unable-to-assess"}
-
-# PV1-7/8/9/17 -> Encounter.participant.type (v3 ParticipationType)
-PARTICIPANT = {7: ("ATND", "attender"), 8: ("REF", "referrer"), 9: ("CON", "consultant"),
-               17: ("ADM", "admitter")}  # fmt: skip
