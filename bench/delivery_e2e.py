@@ -32,6 +32,7 @@ from mllp_intake import (
     http_get,
     rss_mb,
     stop,
+    store_option,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -55,7 +56,9 @@ def start_peer(port: int) -> subprocess.Popen:
     return proc
 
 
-def start_engine(tmp: Path, peer_port: int, switchboard: str) -> tuple[subprocess.Popen, int, int]:
+def start_engine(
+    tmp: Path, peer_port: int, switchboard: str, store_options=()
+) -> tuple[subprocess.Popen, int, int]:
     (tmp / "channels").mkdir(parents=True, exist_ok=True)
     (tmp / "transforms" / "tables").mkdir(parents=True, exist_ok=True)
     (tmp / "transforms" / "tables" / "vitals.csv").write_text(VITALS_TABLE)
@@ -68,6 +71,7 @@ def start_engine(tmp: Path, peer_port: int, switchboard: str) -> tuple[subproces
     cfg = tmp / "bench.yaml"
     cfg.write_text(
         f"store: sqlite:///{tmp}/bench.db\n"
+        f"store_options: {{{', '.join(f'{k}: {v}' for k, v in store_options)}}}\n"
         f"listeners:\n  - {{name: bench, mllp: 'tcp:{port}:interface=127.0.0.1'}}\n"
         f"admin: {{listen: 'tcp:{admin}:interface=127.0.0.1'}}\n"
         "logging: {level: warning, format: json}\n"
@@ -113,6 +117,8 @@ def main() -> int:
     ap.add_argument(
         "--switchboard", default=SWITCHBOARD, type=command, help="the switchboard command"
     )
+    ap.add_argument("--store-option", metavar="KEY=VALUE", action="append", default=[],
+                    type=store_option, help="an engine store_options entry (A/B)")  # fmt: skip
     args = ap.parse_args()
     scenarios = [tuple(int(x) for x in s.lower().split("x")) for s in args.scenarios.split(",")]
     runs, drain = [], None
@@ -120,7 +126,7 @@ def main() -> int:
         tmp = Path(d)
         peer_port = free_port()
         peer = start_peer(peer_port)
-        engine, port, admin = start_engine(tmp, peer_port, args.switchboard)
+        engine, port, admin = start_engine(tmp, peer_port, args.switchboard, args.store_option)
         try:
             load(port, 2000, "WARM")  # warm-up
             wait_delivered(admin, 2000)
