@@ -449,7 +449,7 @@ STORE_OPTIONS = Spec(
             "send their next message, so that they share one commit (senders that wait for "
             "each ACK). It never waits for a lone sender or while the writer is busy; 0 "
             "never waits.",
-            default="1ms",
+            default="2ms",
         ),
         Field(
             "checkpoint_rows",

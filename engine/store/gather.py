@@ -25,6 +25,8 @@ A lone sender is never held: its next write takes back the one credit its last A
 its batch closes at the end of that pass. No write waits more than ``budget`` because of the
 gathering. A batch that closes at the end of a pass with no credit outstanding is *alone*:
 nobody else is about to write, which is when the writer may commit it on the reactor thread.
+One that closes because the budget ran out is not: the late senders may write while it
+commits.
 """
 
 from __future__ import annotations
@@ -125,8 +127,10 @@ class Gatherer:
         now = self.clock.seconds()
         self._lapse(now)
         deadline = self._first + self.budget
-        if self.busy() or not self._expected or now >= deadline:
+        if self.busy() or not self._expected:
             self._close(not self._expected)
+        elif now >= deadline:  # no budget, or a pass that took longer
+            self._give_up()
         elif self._timer is None:
             self.holds += 1
             self._timer = self.clock.callLater(deadline - now, self._budget_spent)
@@ -135,10 +139,15 @@ class Gatherer:
         self._timer = None
         if self._held:
             self.held_to_budget += 1
-            # Whoever has not written by now is not waited for again.
-            self._credits.clear()
-            self._expected = 0
-            self._close(True)
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Senders are still expected but the budget is spent: close without them (not
+        alone: their writes may come while this commit runs), and wait for none of them
+        again."""
+        self._credits.clear()
+        self._expected = 0
+        self._close(False)
 
     def _close(self, alone: bool) -> None:
         if self._timer is not None:

@@ -39,7 +39,7 @@ _KEY_CHUNK = 500
 # millisecond here, during which the event loop reads nothing (bench/README.md).
 INLINE_MAX_ROWS = 32
 # How long a batch may wait for senders just answered to write again, by default.
-GATHER_SECONDS = 0.001
+GATHER_SECONDS = 0.002
 
 
 @dataclass(slots=True)
