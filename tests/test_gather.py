@@ -24,9 +24,9 @@ class Writer:
     def dispatch(self, batch: list, alone: bool) -> None:
         self.batches.append((self.clock.seconds(), batch, alone))
 
-    def write(self, name: str, rows: int = 1) -> None:
+    def write(self, name: str, size: int = 1, sender: bool = True) -> None:
         """A write read in a reactor pass of its own: added, then the pass ends."""
-        self.g.add(name, rows)
+        self.g.add(name, size, sender)
         self.clock.advance(0)
 
     def answer(self, senders: int) -> None:
@@ -140,7 +140,7 @@ def test_writes_without_rows_take_no_credit():
     """Delivery outcomes (execute) join the batch but are not a sender coming back."""
     w = Writer()
     w.answer(1)
-    w.write("outcomes", rows=0)
+    w.write("outcomes", size=5, sender=False)
     assert w.batches == []  # the sender is still expected
     w.clock.advance(STEP)
     w.write("message")

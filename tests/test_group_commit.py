@@ -99,14 +99,21 @@ class Senders:
         return len(self.answered) == len(self.written) and not self.g.clock.getDelayedCalls()
 
 
+@inlineCallbacks
+def run_senders(store_engine, n: int, rounds: int, quiet=()):
+    """``n`` senders write ``rounds`` messages each through a fresh gathered writer."""
+    g = Gathered(store_engine)
+    yield from until_idle(g.writer)
+    senders = Senders(g, n, rounds, quiet=quiet)
+    senders.start()
+    yield g.run_until(senders.finished)
+    return g, senders
+
+
 @pytest_twisted.inlineCallbacks
 def test_senders_that_wait_for_their_ack_share_one_commit(store_engine):
     """Eight connections, one message in flight each: every commit carries all eight."""
-    g = Gathered(store_engine)
-    yield from until_idle(g.writer)
-    senders = Senders(g, 8, rounds=4)
-    senders.start()
-    yield g.run_until(senders.finished)
+    g, _ = yield run_senders(store_engine, 8, rounds=4)
     assert g.commits == [8, 8, 8, 8]
     sqlite = store_engine.dialect.name == "sqlite"
     assert g.writer.inline_commits == (4 if sqlite else 0)  # each time, all there was
@@ -116,11 +123,7 @@ def test_senders_that_wait_for_their_ack_share_one_commit(store_engine):
 
 @pytest_twisted.inlineCallbacks
 def test_a_lone_sender_is_not_delayed(store_engine):
-    g = Gathered(store_engine)
-    yield from until_idle(g.writer)
-    senders = Senders(g, 1, rounds=5)
-    senders.start()
-    yield g.run_until(senders.finished)
+    g, senders = yield run_senders(store_engine, 1, rounds=5)
     assert g.commits == [1] * 5
     # Answered at the clock time of its write: no gather timer ran in between.
     assert [t for _, t in senders.answered] == [t for _, t in senders.written]
@@ -132,11 +135,7 @@ def test_a_lone_sender_is_not_delayed(store_engine):
 def test_the_wait_for_a_sender_that_went_quiet_is_bounded(store_engine):
     """Sender 7 stops after its second message: the others' batch waits for it no longer
     than the gather budget, once, and then not again."""
-    g = Gathered(store_engine)
-    yield from until_idle(g.writer)
-    senders = Senders(g, 8, rounds=4, quiet={7})
-    senders.start()
-    yield g.run_until(senders.finished)
+    g, senders = yield run_senders(store_engine, 8, rounds=4, quiet={7})
     assert g.commits == [8, 8, 7, 7]
     first_of_third = senders.written[16][1]  # the third round: seven writes
     assert [t for _, t in senders.answered[16:23]] == [pytest.approx(first_of_third + BUDGET)] * 7
@@ -165,6 +164,25 @@ def test_small_batches_commit_inline_and_large_ones_go_to_the_thread(writer, sto
     with store_engine.connect() as conn:
         got = list(conn.execute(select(messages.c.control_id).order_by(messages.c.id)).scalars())
     assert got[:4] == ["L1", "L2", "L3", "L4"] and len(got) == 4 + len(big)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_bad_request_in_an_inline_batch_fails_alone(writer, store_engine):
+    """The others commit on the event loop; the bad one is tried again on the writer thread,
+    which reports its error."""
+    from twisted.internet.defer import DeferredList
+
+    yield from until_idle(writer)
+    ds = [writer.submit([row("G1")], [DAY]), writer.submit([row("G2", status=None)], [DAY]),
+          writer.submit([row("G3")], [DAY])]  # fmt: skip
+    results = yield DeferredList(ds, consumeErrors=True)
+    assert [ok for ok, _ in results] == [True, False, True]
+    assert "NULL" in str(results[1][1].value).upper()  # the NOT NULL violation, reported
+    sqlite = store_engine.dialect.name == "sqlite"
+    assert writer.inline_commits == (1 if sqlite else 0) and writer.pending == 0
+    with store_engine.connect() as conn:
+        got = conn.execute(select(messages.c.control_id).order_by(messages.c.id)).scalars()
+        assert list(got) == ["G1", "G3"]
 
 
 @pytest_twisted.inlineCallbacks

@@ -78,14 +78,15 @@ class Gatherer:
         """Writes held now."""
         return len(self._held)
 
-    def add(self, req, rows: int) -> None:
-        """A write came in (``rows`` > 0: from a sender, which takes a credit back)."""
+    def add(self, req, size: int, sender: bool = True) -> None:
+        """A write of ``size`` rows came in; a sender's takes a credit back (not so the
+        writes of delivery outcomes and the like)."""
         now = self.clock.seconds()
         if not self._held:
             self._first = now
         self._held.append(req)
-        self._rows += rows
-        if rows and self._expected:
+        self._rows += size
+        if sender and self._expected:
             self._take_credit(now)
         if self._rows >= self.max_rows:
             self._close(False)
@@ -124,12 +125,14 @@ class Gatherer:
         self._pass_end = None
         if not self._held:
             return
-        now = self.clock.seconds()
-        self._lapse(now)
-        deadline = self._first + self.budget
+        if self._expected:
+            self._lapse(self.clock.seconds())
         if self.busy() or not self._expected:
             self._close(not self._expected)
-        elif now >= deadline:  # no budget, or a pass that took longer
+            return
+        now = self.clock.seconds()
+        deadline = self._first + self.budget
+        if now >= deadline:  # no budget, or a pass that took longer
             self._give_up()
         elif self._timer is None:
             self.holds += 1

@@ -132,7 +132,8 @@ class StoreWriter:
         if self._stopped is not None:
             raise RuntimeError("store writer is stopping")
         self.pending += 1
-        self.gather.add(WriteRequest(rows, windows or [0.0] * len(rows), file, done), len(rows))
+        req = WriteRequest(rows, windows or [0.0] * len(rows), file, done)
+        self.gather.add(req, len(rows), bool(rows))
 
     def _dispatch(self, batch: list[WriteRequest], alone: bool) -> None:
         """A batch the gatherer closed: inline when that is worth it, else to the thread."""
@@ -166,14 +167,17 @@ class StoreWriter:
             outcomes = [Failure() for _ in batch]
         finally:
             self._lock.release()
-        if any(isinstance(out, Failure) for out in outcomes):  # not committed: the thread
-            failed = [isinstance(out, Failure) for out in outcomes]  # tries those again
-            self._to_thread([req for req, f in zip(batch, failed, strict=True) if f])
-            outcomes = [out for out, f in zip(outcomes, failed, strict=True) if not f]
-            batch = [req for req, f in zip(batch, failed, strict=True) if not f]
-        if batch:
+        if not any(isinstance(out, Failure) for out in outcomes):
             self.inline_commits += 1
             self._finish(batch, outcomes, inline=True)
+            return
+        # Not committed (the lock was busy, or a request is bad): the thread tries those again.
+        pairs = list(zip(batch, outcomes, strict=True))
+        self._to_thread([req for req, out in pairs if isinstance(out, Failure)])
+        done = [(req, out) for req, out in pairs if not isinstance(out, Failure)]
+        if done:
+            self.inline_commits += 1
+            self._finish([req for req, _ in done], [out for _, out in done], inline=True)
 
     def execute(self, ops: Sequence[tuple]) -> Deferred:
         """Run statements (each with a list of parameter dicts) in the next group commit, in
@@ -182,7 +186,8 @@ class StoreWriter:
             raise RuntimeError("store writer is stopping")
         d = Deferred()
         self.pending += 1
-        self.gather.add(WriteRequest([], [], None, d, ops=ops), 0)
+        req = WriteRequest([], [], None, d, ops=ops)
+        self.gather.add(req, _size(req), sender=False)
         return d
 
     def stop(self) -> Deferred:
