@@ -213,7 +213,8 @@ class Duration(FieldType):
         }
 
     def doc(self) -> str:
-        return "duration (like 250ms, 30s, 5m, 1h, 1d; a bare number is seconds)"
+        text = "duration (like 250ms, 30s, 5m, 1h, 1d; a bare number is seconds)"
+        return text if self.max is None else f"{text}, at most {self.max:g}s"
 
 
 class Size(FieldType):
