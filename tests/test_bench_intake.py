@@ -46,12 +46,14 @@ def test_targets_for_senders_that_wait_for_each_ack_use_the_same_run_baseline():
         run("8x1", "engine", 8000), run("8x1", "baseline", 25000),
         run("32x1", "engine", 9000, p99_ms=12.0), run("32x1", "baseline", 25000),
         run("8x8", "engine", 9000), run("8x8", "baseline", 40000),
+        run("1x8", "engine", 7000),
     ]  # fmt: skip
     got = {name: (value, ok) for name, value, ok in mllp_intake.targets(rows)}
     assert got[">= 7,000 msg/s, >= 0.30 of bare, p99 <= 10 ms (8x1)"] == (
         "8,000, 0.32, p99 2.0 ms", True)  # fmt: skip
     assert got[">= 0.35 of bare, p99 <= 10 ms (32x1)"] == ("9,000, 0.36, p99 12.0 ms", False)
     assert got[">= 8,000 msg/s, p99 <= 10 ms at 8 (8x8)"] == ("9,000, p99 2.0 ms", True)
+    assert got[">= 2,000 msg/s at 1 connection (1x8)"] == ("7,000", True)
     # Without a baseline the ratio targets cannot be judged.
     got = {name: ok for name, _, ok in mllp_intake.targets([run("8x1", "engine", 8000)])}
     assert got[">= 7,000 msg/s, >= 0.30 of bare, p99 <= 10 ms (8x1)"] is None
