@@ -85,6 +85,7 @@ def start_engine(
         if http_get(f"http://127.0.0.1:{admin}/healthz", timeout=1)[0] == 200:
             return proc, port, admin
         time.sleep(0.05)
+    stop(proc)
     raise RuntimeError((tmp / "engine.log").read_text()[-2000:])
 
 
@@ -126,8 +127,9 @@ def main() -> int:
         tmp = Path(d)
         peer_port = free_port()
         peer = start_peer(peer_port)
-        engine, port, admin = start_engine(tmp, peer_port, args.switchboard, args.store_option)
+        engine = None
         try:
+            engine, port, admin = start_engine(tmp, peer_port, args.switchboard, args.store_option)
             load(port, 2000, "WARM")  # warm-up
             wait_delivered(admin, 2000)
             for conns, window in scenarios:
@@ -146,7 +148,8 @@ def main() -> int:
                     "drain_msg_per_s": round(args.backlog / (t_done - t0)),
                 }  # fmt: skip
         finally:
-            stop(engine)
+            if engine is not None:
+                stop(engine)
             stop(peer)
     print("End to end: MLLP in -> filter + translate + set -> MLLP out (durable)")
     for e in runs:
