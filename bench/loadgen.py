@@ -159,6 +159,9 @@ class Conn(asyncio.Protocol):
     def start(self, p: Pass, count: int) -> None:
         if count <= 0:
             return
+        if self.lost.done():  # the server closed it (max_connections, allow_addresses...)
+            p.error(f"connection {self.tag.decode()} was closed by the server before the pass")
+            return
         self.p = p
         self.to_send = count
         p.conn_started()

@@ -39,17 +39,19 @@ import loadgen
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-DEFAULT_SCENARIOS = "1x1,1x8,8x8,32x4"
+# Senders that wait for each ACK (xW=1, issue 13) and pipelining ones (issue 2).
+DEFAULT_SCENARIOS = "1x1,8x1,32x1,128x1,1x8,8x8,32x4"
 SOAK_SCENARIO = (8, 8)
 SOAK_SAMPLE_EVERY = 100_000
 
 CONFIG = """\
 store: sqlite:///{tmp}/bench.db
-store_options: {{synchronous: full, max_batch: 2000}}
+store_options: {{synchronous: full, max_batch: 2000{store_extra}}}
 listeners:
   - name: bench
     mllp: "tcp:{port}:interface=127.0.0.1"
     ack: on_receipt
+    max_connections: {max_conns}
 admin: {{listen: "tcp:{admin}:interface=127.0.0.1"}}
 logging: {{level: warning, format: json}}
 routes:
@@ -200,11 +202,19 @@ def write_channel(args, tmp: Path) -> None:
         (tmp / "channels" / "bench.yaml").write_text("name: bench\n")
 
 
-def start_engine(args, tmp: Path) -> Server:
+def engine_config(args, tmp: Path, conns: int, port: int, admin: int) -> str:
+    """The engine's bench.yaml: room for every connection of the scenario and the probe
+    (max_connections is 100 by default), and the --store-option entries."""
+    extra = "".join(f", {k}: {v}" for k, v in args.store_option)
+    return CONFIG.format(tmp=tmp, port=port, admin=admin, max_conns=max(100, conns + 10),
+                         store_extra=extra)  # fmt: skip
+
+
+def start_engine(args, tmp: Path, conns: int = 1) -> Server:
     write_channel(args, tmp)
     port, admin = free_port(), free_port()
     cfg = tmp / "bench.yaml"
-    cfg.write_text(CONFIG.format(tmp=tmp, port=port, admin=admin))
+    cfg.write_text(engine_config(args, tmp, conns, port, admin))
     log = tmp / "engine.log"
     cmd = [args.switchboard, "run", "-c", str(cfg)]
     t0 = time.monotonic()
@@ -518,20 +528,35 @@ def targets(rows: list[RunResult], channel: str = "none") -> list[tuple[str, str
             for r in eng if r.scenario.startswith("8x")
         ]  # fmt: skip
 
-    def conns(r: RunResult) -> int:
-        return int(r.scenario.split("x")[0])
+    base = {r.scenario: r for r in rows if r.kind == "baseline"}
+
+    def ratio(r: RunResult) -> float | None:
+        b = base.get(r.scenario)
+        return r.msg_per_s / b.msg_per_s if b and b.msg_per_s else None
+
+    def p99(r: RunResult) -> str:
+        return f"p99 {_f(r.p99_ms, '.1f', 0)} ms"
 
     out: list[tuple[str, str, bool | None]] = []
     for r in eng:
-        c = conns(r)
+        c, w = (int(x) for x in r.scenario.split("x"))
+        q, fast = ratio(r), (r.p99_ms or 1e9) <= 10
+        shown = f"{r.msg_per_s:,.0f}, {_f(q, '.2f', 0)}, {p99(r)}"
         if c == 1:
             out.append((f">= 2,000 msg/s at 1 connection ({r.scenario})",
                         f"{r.msg_per_s:,.0f}", r.msg_per_s >= 2000))  # fmt: skip
-        if c == 8:
-            ok = r.msg_per_s >= 8000 and (r.p99_ms or 1e9) <= 10
+        elif c == 8 and w == 1:  # issue 13: senders that wait for each ACK
+            ok = None if q is None else r.msg_per_s >= 7000 and q >= 0.30 and fast
+            out.append((f">= 7,000 msg/s, >= 0.30 of bare, p99 <= 10 ms ({r.scenario})",
+                        shown, ok))  # fmt: skip
+        elif c == 32 and w == 1:
+            ok = None if q is None else q >= 0.35 and fast
+            out.append((f">= 0.35 of bare, p99 <= 10 ms ({r.scenario})", shown, ok))
+        elif c == 8:
+            ok = r.msg_per_s >= 8000 and fast
             out.append((f">= 8,000 msg/s, p99 <= 10 ms at 8 ({r.scenario})",
-                        f"{r.msg_per_s:,.0f}, {_f(r.p99_ms, '.1f', 0)} ms", ok))  # fmt: skip
-        if c == 32:
+                        f"{r.msg_per_s:,.0f}, {p99(r)}", ok))  # fmt: skip
+        elif c == 32:
             out.append((f">= 10,000 msg/s at 32 ({r.scenario})",
                         f"{r.msg_per_s:,.0f}", r.msg_per_s >= 10000))  # fmt: skip
     for r in [r for r in rows if r.kind == "engine"]:
@@ -560,7 +585,7 @@ def print_targets(items) -> None:
     print("\nTargets (durable, synchronous=FULL):")
     for name, value, ok in items:
         mark = {True: "met", False: "NOT MET", None: "n/a"}[ok]
-        print(f"  {name:<52}{value:>22}   {mark}")
+        print(f"  {name:<60}{value:>28}   {mark}")
 
 
 def parse_scenarios(text: str) -> list[tuple[int, int]]:
@@ -571,6 +596,18 @@ def parse_scenarios(text: str) -> list[tuple[int, int]]:
         c, _, w = part.strip().lower().partition("x")
         out.append((int(c), int(w)))
     return out
+
+
+def command(text: str) -> str:
+    """A command as given, a path made absolute: the servers run in their own directory."""
+    return os.path.abspath(text) if os.sep in text else text
+
+
+def store_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,6 +624,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
     ap.add_argument("--py-spy", metavar="PREFIX", help="profile the engine with py-spy")
     ap.add_argument(
+        "--store-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        type=store_option,
+        help="an engine store_options entry, e.g. gather_time=0 or inline_commit=false (A/B)",
+    )
+    ap.add_argument(
         "--channel",
         choices=["none", "three-step"],
         default="none",
@@ -595,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--switchboard",
         default=str(Path(sys.executable).parent / "switchboard"),
+        type=command,
         help="the switchboard command",
     )
     args = ap.parse_args(argv)
@@ -615,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             srv = None
             try:
                 print(f"{name} {kind}: {n:,} messages ...", flush=True)
-                srv = (start_engine if kind == "engine" else start_baseline)(args, tmp)
+                srv = start_engine(args, tmp, c) if kind == "engine" else start_baseline(args, tmp)
                 r = run_load(args, srv, name, c, w, n)
                 r.stop_rc = stop(srv.proc)
                 srv = None

@@ -33,7 +33,7 @@ from engine.store.checkpoint import WAL_LIMIT_PAGES, WalCheckpointer
 from engine.store.crypto import sealer_from_options
 from engine.store.db import create_store_engine, is_sqlite_file
 from engine.store.retention import RetentionService
-from engine.store.writer import StoreWriter
+from engine.store.writer import GATHER_SECONDS, StoreWriter
 
 log = get_logger("app")
 
@@ -59,6 +59,7 @@ class StoreService(Service):
             observer=metrics.observe_commit,
             inline=options.get("inline_commit", True),
             checkpointer=WalCheckpointer(self.engine, every) if every else None,
+            gather_seconds=options.get("gather_time", GATHER_SECONDS),
         )
 
     def startService(self) -> None:

@@ -64,7 +64,7 @@ def test_complete_example_loads_with_defaults_filled(basic: Path) -> None:
     assert config.store == f"sqlite:///{basic}/var/switchboard.db"
     assert config.store_options == {
         "synchronous": "normal", "max_batch": 500, "inline_commit": True, "checkpoint_rows": 300,
-        "pool_size": 5,
+        "gather_time": 0.002, "pool_size": 5,
         "lease_ttl": 15.0, "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.channels_dir == basic / "channels"
     assert config.admin == {"listen": "tcp:8481:interface=127.0.0.1", "token": None, "tls": None}
@@ -196,7 +196,7 @@ def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     assert config.store == f"sqlite:///{tmp_path}/var/switchboard.db"
     assert config.store_options == {
         "synchronous": "full", "max_batch": 2000, "inline_commit": True, "checkpoint_rows": 300,
-        "pool_size": 5,
+        "gather_time": 0.002, "pool_size": 5,
         "lease_ttl": 15.0, "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.admin is None
     assert config.logging == {"level": "info", "format": "auto"}

@@ -288,11 +288,13 @@ def test_client_certificates_need_a_client_ca() -> None:
 
 def test_values_out_of_range() -> None:
     assert errors(
-        listener("max_frame_size: 512\nmax_connections: 0") + "store_options: {max_batch: 100001}\n"
+        listener("max_frame_size: 512\nmax_connections: 0")
+        + "store_options: {max_batch: 100001, gather_time: 1s}\n"
     ) == [
         "routes.yaml:4:21: 'max_frame_size' must be at least 1KiB, got 512",
         "routes.yaml:5:22: 'max_connections' must be at least 1, got 0",
         "routes.yaml:6:28: 'max_batch' must be between 1 and 100000, got 100001",
+        "routes.yaml:6:49: 'gather_time' must be at most 0.1s, got 1s",
     ]
 
 

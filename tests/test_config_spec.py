@@ -488,3 +488,12 @@ def test_json_schema_against_the_metaschema_and_the_example() -> None:
     jsonschema.Draft202012Validator.check_schema(to_json_schema("channel"))
     example = yaml.safe_load((FIXTURES / "basic/routes.yaml").read_text())
     assert list(jsonschema.Draft202012Validator(routes).iter_errors(example)) == []
+
+
+def test_a_duration_with_a_maximum_says_so_in_docs_and_schema():
+    from engine.config.scalars import Duration
+
+    bounded = Duration(max=0.1)
+    assert bounded.doc().endswith(", at most 0.1s")
+    assert bounded.json_schema()["anyOf"][0] == {"type": "number", "minimum": 0.0, "maximum": 0.1}
+    assert "maximum" not in Duration().json_schema()["anyOf"][0]

@@ -351,68 +351,6 @@ def test_stop_writes_everything_queued(store_url):
     check.dispose()
 
 
-# inline commits (a lone write on SQLite commits on the reactor thread) -------------------
-def until_idle(writer):
-    """Wait (at most 5 s) until the writer thread sleeps with nothing to do."""
-    from twisted.internet import reactor, task
-
-    for _ in range(500):
-        if writer._idle or writer._inline_ok is False:
-            return
-        yield task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("the writer thread never went idle")
-
-
-@pytest_twisted.inlineCallbacks
-def test_lone_write_commits_inline_and_a_busy_pass_goes_to_the_thread(writer, store_engine):
-    from twisted.internet.defer import gatherResults
-
-    sqlite = store_engine.dialect.name == "sqlite"
-    yield from until_idle(writer)
-    (first,) = yield writer.submit([row("L1")], [DAY])
-    assert writer.inline_commits == (1 if sqlite else 0)  # never on PostgreSQL
-    yield from until_idle(writer)
-    # Three writes in one reactor pass: the group commit on the thread, in arrival order.
-    results = yield gatherResults([writer.submit([row(f"L{i}")], [DAY]) for i in (2, 3, 4)])
-    assert writer.inline_commits == (1 if sqlite else 0)
-    assert [r[0].id for r in results] == [first.id + 1, first.id + 2, first.id + 3]
-    (dup,) = yield writer.submit([row("L1", at=1001.0)], [DAY])  # inline sees duplicates too
-    assert dup.duplicate_of == first.id
-    with store_engine.connect() as conn:
-        got = conn.execute(select(messages.c.control_id).order_by(messages.c.id)).scalars()
-        assert list(got) == ["L1", "L2", "L3", "L4"]
-
-
-@pytest_twisted.inlineCallbacks
-def test_lone_write_never_waits_for_a_lock_on_the_reactor(tmp_path):
-    """Another connection holds SQLite's write lock (prune, an operator): the inline attempt
-    gives up at once, the thread waits for the lock, and the event loop keeps running."""
-    import sqlite3
-
-    from twisted.internet import reactor
-
-    path = tmp_path / "store.db"
-    store_engine = create_store_engine(f"sqlite:///{path}")
-    migrations.upgrade(store_engine)
-    writer = StoreWriter(store_engine, reactor)
-    writer.start()
-    yield from until_idle(writer)
-    blocker = sqlite3.connect(path)
-    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock, and commits a change
-    blocker.execute("INSERT INTO audit_log (at, actor, action) VALUES (1, 'test', 'lock')")
-    ticks: list[str] = []
-    d = writer.submit([row("M1")], [0.0])  # no duplicate lookup: the INSERT comes first
-    reactor.callLater(0.05, ticks.append, "tick")
-    reactor.callLater(0.2, blocker.commit)  # runs only if the reactor is not stuck
-    (result,) = yield d
-    blocker.close()
-    assert ticks == ["tick"] and writer.inline_commits == 0
-    yield from until_idle(writer)
-    (after,) = yield writer.submit([row("M2")], [DAY])  # the connection is fine after
-    assert after.id == result.id + 1 and writer.inline_commits == 1
-    yield writer.stop()
-
-
 def test_busy_errors_are_recognised():
     import sqlite3
 

@@ -446,10 +446,20 @@ STORE_OPTIONS = Spec(
         Field(
             "inline_commit",
             Bool(),
-            "SQLite: when a message arrives alone (nothing else in flight), commit it on the "
-            "event loop instead of handing it to the writer thread: lower latency and CPU "
-            "at light load. Under load writes always go to the writer's group commits.",
+            "SQLite: when a small batch (up to 32 messages) is all there is in flight, commit "
+            "it on the event loop instead of handing it to the writer thread: lower latency "
+            "and CPU at light load and for senders that wait for each ACK. Under load writes "
+            "go to the writer's group commits.",
             default=True,
+        ),
+        Field(
+            "gather_time",
+            Duration(max=0.1),
+            "Most time a group commit waits for the senders its last commits answered to "
+            "send their next message, so that they share one commit (senders that wait for "
+            "each ACK). It never waits for a lone sender or while the writer is busy; 0 "
+            "never waits.",
+            default="2ms",
         ),
         Field(
             "checkpoint_rows",

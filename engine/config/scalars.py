@@ -187,8 +187,9 @@ class Duration(FieldType):
     _HINT = "; write seconds or a number with ms, s, m, h or d, like 30s"
     PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$|^\s*\d+(\.\d+)?\s*$"
 
-    def __init__(self, min: float = 0.0):
+    def __init__(self, min: float = 0.0, max: float | None = None):
         self.min = min
+        self.max = max
 
     def check(self, node: Node, ctx: Ctx, at: At) -> Any:
         if not isinstance(node, ScalarNode) or node_kind(node) not in ("string", "int", "float"):
@@ -199,18 +200,21 @@ class Duration(FieldType):
             return self.wrong_type(node, ctx, at, self._HINT)
         if seconds < self.min:
             return ctx.error(node, f"{at.key} must be at least {self.min}s, got {node.value}")
+        if self.max is not None and seconds > self.max:
+            return ctx.error(node, f"{at.key} must be at most {self.max}s, got {node.value}")
         return seconds
 
     def json_schema(self) -> dict[str, Any]:
         return {
             "anyOf": [
-                {"type": "number", "minimum": self.min},
+                _range_schema({"type": "number"}, self.min, self.max),
                 {"type": "string", "pattern": self.PATTERN},
             ]
         }
 
     def doc(self) -> str:
-        return "duration (like 250ms, 30s, 5m, 1h, 1d; a bare number is seconds)"
+        text = "duration (like 250ms, 30s, 5m, 1h, 1d; a bare number is seconds)"
+        return text if self.max is None else f"{text}, at most {self.max:g}s"
 
 
 class Size(FieldType):

@@ -1,9 +1,12 @@
 """Group commit on a dedicated writer thread.
 
-SQLite allows one writer. The thread takes whatever requests queued up while the previous
-commit ran and writes them in one transaction (no timer: under load batches grow by
-themselves, alone a message commits at once). Results go back to the reactor thread with one
-``callFromThread`` per batch, and only then is any ACK written: the ACK follows its commit.
+SQLite allows one writer. Writes are gathered on the reactor thread (engine/store/gather.py:
+a batch closes at the end of a reactor pass, or, while senders just answered are expected
+back, when they have written or a small time budget has run out). The thread takes every
+batch handed over while the previous commit ran and writes them in one transaction. Results
+go back to the reactor thread with one ``callFromThread`` per batch, and only then is any ACK
+written: the ACK follows its commit. On SQLite a small batch that closes with nothing else in
+flight commits on the reactor thread instead (see :meth:`StoreWriter._commit_inline`).
 
 Duplicate detection lives here too, in the same transaction and in arrival order, so it holds
 for messages still in flight and across restarts.
@@ -26,12 +29,18 @@ from twisted.python.failure import Failure
 from engine.logging import get_logger
 from engine.store import dedup
 from engine.store.db import BUSY_TIMEOUT_MS
+from engine.store.gather import Gatherer
 from engine.store.schema import files, messages
 from engine.store.statements import Statements
 
 _STOP = object()
 log = get_logger("store")
 _KEY_CHUNK = 500
+# The most rows committed on the reactor thread at once: a commit of 32 rows takes about a
+# millisecond here, during which the event loop reads nothing (bench/README.md).
+INLINE_MAX_ROWS = 32
+# How long a batch may wait for senders just answered to write again, by default.
+GATHER_SECONDS = 0.002
 
 
 @dataclass(slots=True)
@@ -72,24 +81,33 @@ class StoreWriter:
         observer=None,
         inline=True,
         checkpointer=None,
+        gather_seconds: float = GATHER_SECONDS,
+        clock=None,
     ):
         self.engine = engine
         self.reactor = reactor
         self.max_batch = max_batch
         self.observer = observer  # callable(batch_rows: int, commit_seconds: float)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # lists of requests, or _STOP
         self._thread: threading.Thread | None = None
         self._stopped: Deferred | None = None
-        self.pending = 0
+        self.pending = 0  # requests submitted and not yet answered
+        self._in_thread = 0  # of those, handed to the thread (reactor side)
         self._sql: Statements | None = None
         self._busy_retry = engine.dialect.name == "sqlite"  # see _write_batch
-        self._inline_ok = inline and self._busy_retry  # see _commit_lone
+        self._inline_ok = inline and self._busy_retry  # see _commit_inline
         self._idle = False  # the thread waits for work, with self._conn open
         self._conn = None
         self._lock = threading.Lock()  # one user of the connection at a time
-        self._lone: WriteRequest | None = None
         self.inline_commits = 0
         self.checkpointer = checkpointer  # engine.store.checkpoint.WalCheckpointer or None
+        self.gather = Gatherer(
+            clock or reactor,
+            self._dispatch,
+            lambda: self._in_thread > 0,
+            budget=gather_seconds,
+            max_rows=max_batch,
+        )
 
     # reactor side ----------------------------------------------------------------------
     def start(self) -> None:
@@ -122,51 +140,53 @@ class StoreWriter:
         this: a Deferred chain per message cost a tenth of intake's CPU (bench/, cProfile)."""
         if self._stopped is not None:
             raise RuntimeError("store writer is stopping")
-        req = WriteRequest(rows, windows or [0.0] * len(rows), file, done)
-        self._release_lone()
-        if self.pending == 0 and self._idle and len(rows) == 1 and file is None:
-            # Nothing outstanding and the thread asleep: if this stays the only write of
-            # this reactor pass, it commits inline (see _commit_lone).
-            self._lone = req
-            self.pending += 1
-            self.reactor.callLater(0, self._commit_lone)
-            return
         self.pending += 1
-        self._queue.put(req)
+        req = WriteRequest(rows, windows or [0.0] * len(rows), file, done)
+        self.gather.add(req, len(rows), bool(rows))
 
-    def _release_lone(self) -> None:
-        """A second write came in the same pass: the lone one goes to the thread, first."""
-        if self._lone is not None:
-            self._queue.put(self._lone)
-            self._lone = None
+    def _dispatch(self, batch: list[WriteRequest], alone: bool) -> None:
+        """A batch the gatherer closed: inline when that is worth it, else to the thread."""
+        if alone and not self._in_thread and self._inline_ok and self._idle and _fits_inline(batch):
+            self._commit_inline(batch)
+        else:
+            self._to_thread(batch)
 
-    def _commit_lone(self) -> None:
-        """Commit the pass's only write on the reactor thread, sparing two thread hand-offs
-        (bench/mllp_intake.py at 1 connection, same machine and day: 1,453 -> 1,739 msg/s,
-        519 -> 423 µs CPU per message). Under load a pass brings many messages and they go
-        to the thread, whose group commits overlap the reactor's work. SQLite only: a
-        commit there takes well under a millisecond; a PostgreSQL round trip would stall
-        the reactor."""
-        req, self._lone = self._lone, None
-        if req is None:
-            return
-        if not self._idle or not self._lock.acquire(blocking=False):
-            self._queue.put(req)
+    def _to_thread(self, batch: list[WriteRequest]) -> None:
+        self._in_thread += len(batch)
+        self._queue.put(batch)
+
+    def _commit_inline(self, batch: list[WriteRequest]) -> None:
+        """Commit a small batch on the reactor thread, sparing two thread hand-offs and the
+        GIL's back and forth between the threads. Only when nothing else is in flight, so
+        the event loop has nothing else to do meanwhile: a lone message (bench/mllp_intake.py
+        at 1 connection, same machine and day: 1,453 -> 1,739 msg/s, 519 -> 423 µs CPU per
+        message), or the messages of senders that each wait for their ACK (8x1: see
+        bench/README.md). Under load a batch closes while the thread is busy and goes to
+        it, and its group commits overlap the reactor's work. SQLite only: a commit there
+        takes well under a millisecond; a PostgreSQL round trip would stall the reactor."""
+        if not self._lock.acquire(blocking=False):
+            self._to_thread(batch)
             return
         try:
             # Never wait here for another connection's write lock (prune, an operator's
             # action): the event loop would stall. Busy, or any other failure, and the
             # write goes to the thread, which waits for the lock and reports errors.
-            outcomes = self._write_batch(self._conn, [req], wait=False)
+            outcomes = self._write_batch(self._conn, batch, wait=False)
         except Exception:
-            outcomes = [Failure()]
+            outcomes = [Failure() for _ in batch]
         finally:
             self._lock.release()
-        if isinstance(outcomes[0], Failure):
-            self._queue.put(req)
+        if not any(isinstance(out, Failure) for out in outcomes):
+            self.inline_commits += 1
+            self._finish(batch, outcomes, inline=True)
             return
-        self.inline_commits += 1
-        self._finish([req], outcomes)
+        # Not committed (the lock was busy, or a request is bad): the thread tries those again.
+        pairs = list(zip(batch, outcomes, strict=True))
+        self._to_thread([req for req, out in pairs if isinstance(out, Failure)])
+        done = [(req, out) for req, out in pairs if not isinstance(out, Failure)]
+        if done:
+            self.inline_commits += 1
+            self._finish([req for req, _ in done], [out for _, out in done], inline=True)
 
     def execute(self, ops: Sequence[tuple]) -> Deferred:
         """Run statements (each with a list of parameter dicts) in the next group commit, in
@@ -174,9 +194,9 @@ class StoreWriter:
         if self._stopped is not None:
             raise RuntimeError("store writer is stopping")
         d = Deferred()
-        self._release_lone()
         self.pending += 1
-        self._queue.put(WriteRequest([], [], None, d, ops=ops))
+        req = WriteRequest([], [], None, d, ops=ops)
+        self.gather.add(req, _size(req), sender=False)
         return d
 
     def stop(self) -> Deferred:
@@ -187,10 +207,18 @@ class StoreWriter:
                 self.engine.dispose()
                 self._stopped.callback(None)
             else:
+                self.gather.flush()
                 self._queue.put(_STOP)
         return self._stopped
 
-    def _finish(self, batch: list[WriteRequest], outcomes: list) -> None:
+    def _finish(self, batch: list[WriteRequest], outcomes: list, inline: bool = False) -> None:
+        if not inline:
+            self._in_thread -= len(batch)
+        senders = 0  # requests with rows: senders that may write again now
+        for req in batch:
+            if req.rows:
+                senders += 1
+        self.gather.answered(senders)
         for req, outcome in zip(batch, outcomes, strict=True):
             self.pending -= 1
             done = req.done
@@ -216,38 +244,51 @@ class StoreWriter:
             conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
         try:
             self._conn = conn
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    self._idle = self._inline_ok
-                    item = self._queue.get()
-                    self._idle = False
-                if item is _STOP:
-                    break
-                batch = [item]
-                stop = False
-                nrows = _size(item)
-                while nrows < self.max_batch:
+            carry: list[WriteRequest] = []  # what did not fit in the last batch
+            stop = False
+            while carry or not stop:
+                if carry:
+                    item = carry
+                else:
                     try:
-                        nxt = self._queue.get_nowait()
+                        item = self._queue.get_nowait()
                     except queue.Empty:
+                        self._idle = self._inline_ok
+                        item = self._queue.get()
+                        self._idle = False
+                    if item is _STOP:
                         break
-                    if nxt is _STOP:
-                        stop = True
-                        break
-                    batch.append(nxt)
-                    nrows += _size(nxt)
+                batch, carry, stopped = self._take_queued(item)
+                stop = stop or stopped
                 with self._lock:
                     outcomes = self._write_batch(conn, batch)
                 self.reactor.callFromThread(self._finish, batch, outcomes)
-                if stop:
-                    break
         finally:
             if self.checkpointer is not None:
                 self.checkpointer.stop()
             conn.close()
             self.reactor.callFromThread(self._ended)
+
+    def _take_queued(self, item: list[WriteRequest]) -> tuple[list, list, bool]:
+        """The next commit: ``item`` and every batch handed over behind it, up to max_batch
+        rows. Returns it, what did not fit (first in the commit after), and whether the
+        stop sentinel came."""
+        batch: list[WriteRequest] = []
+        nrows = 0
+        while True:
+            for i, req in enumerate(item):
+                if batch and nrows >= self.max_batch:
+                    return batch, item[i:], False
+                batch.append(req)
+                nrows += _size(req)
+            if nrows >= self.max_batch:
+                return batch, [], False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, [], False
+            if item is _STOP:
+                return batch, [], True
 
     def _write_batch(self, conn, batch: list[WriteRequest], wait: bool = True) -> list:
         started = time.perf_counter()
@@ -257,7 +298,8 @@ class StoreWriter:
                 with conn.begin():
                     outcomes = self._write(conn, batch)
             except Exception as exc:
-                if wait and self._busy_retry and _is_busy(exc):
+                busy = self._busy_retry and _is_busy(exc)
+                if wait and busy:
                     # Another connection holds SQLite's write lock (prune, an operator's
                     # action). Retry every millisecond rather than in SQLite's busy handler,
                     # whose sleeps grow to 100 ms and miss the pauses prune leaves between
@@ -266,10 +308,10 @@ class StoreWriter:
                     if time.monotonic() < deadline:
                         time.sleep(0.001)
                         continue
-                if len(batch) == 1:
-                    return [Failure()]
+                if len(batch) == 1 or busy:  # busy and not waiting: each alone would be too
+                    return [Failure() for _ in batch]
                 # One bad request must not sink the others: write each on its own.
-                return [self._write_batch(conn, [req])[0] for req in batch]
+                return [self._write_batch(conn, [req], wait)[0] for req in batch]
             break
         rows = sum(len(r.rows) for r in batch)
         if self.observer is not None:
@@ -429,4 +471,18 @@ def _is_busy(exc: BaseException) -> bool:
 
 
 def _size(req: WriteRequest) -> int:
-    return len(req.rows) + sum(len(params) for _, params in req.ops)
+    n = len(req.rows)
+    for _, params in req.ops:
+        n += len(params)
+    return n
+
+
+def _fits_inline(batch: list[WriteRequest]) -> bool:
+    """Small enough for the event loop to wait for, and no file record (drop folders write
+    many rows at once)."""
+    n = 0
+    for req in batch:
+        if req.file is not None:
+            return False
+        n += _size(req)
+    return n <= INLINE_MAX_ROWS
