@@ -99,8 +99,27 @@ async def test_token_required_and_json_errors(sb):
     assert (await c.post("/queues/adt/nope/pause", expect=404))["error"]
     resp = await treq.post(c.base + "/replay", data=b"{not json", headers=AUTH)
     assert resp.code == 400 and (await resp.json())["error"]
+    # one reload endpoint, POST /api/reload (audited): the unaudited /reload is gone
+    for headers in ({}, AUTH):
+        resp = await treq.post(base.removesuffix("/api") + "/reload", headers=headers)
+        assert resp.code == 404
+        await resp.content()
     # nothing was done, so nothing was audited
     assert (await c.get("/audit"))["entries"] == []
+
+
+def test_one_bearer_check_guards_the_admin_listener():
+    """One authorized() (constant time), and the only resource that needs it uses it."""
+    from pathlib import Path
+
+    from engine.admin import api
+
+    engine_dir = Path(api.__file__).resolve().parents[1]
+    defined = [p.relative_to(engine_dir).as_posix() for p in engine_dir.rglob("*.py")
+               if "def authorized(" in p.read_text()]  # fmt: skip
+    assert defined == ["admin/api.py"]
+    source = Path(api.__file__).read_text()
+    assert "hmac.compare_digest(" in source and "if not authorized(request, self.token)" in source
 
 
 @pytest_twisted.ensureDeferred

@@ -40,7 +40,8 @@ REPROCESS_STATUSES = (ERRORED, REJECTED, UNROUTED, FILTERED)
 
 
 def authorized(request, token: str | None) -> bool:
-    """Constant-time bearer check (the header comes as bytes from twisted.web)."""
+    """The admin listener's one bearer check, constant-time (hmac.compare_digest); the header
+    comes as bytes from twisted.web. Without a token configured, everyone is let in."""
     if not token:
         return True
     given = request.getHeader(b"authorization") or b""

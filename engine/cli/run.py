@@ -80,13 +80,14 @@ def run(config_path: str) -> None:
 @click.command()
 @config_option
 def reload(config_path: str) -> None:
-    """Make the running engine re-read CONFIG (like SIGHUP), through its admin listener.
+    """Make the running engine re-read CONFIG (like SIGHUP), through its admin API (POST
+    /api/reload, audited).
 
     Exits 1 when the engine refuses the new config (its errors are printed) or cannot be
     reached.
     """
     load(config_path, build=True)  # check it here first: the same errors, without a round trip
-    _, body = Admin(config_path).call("POST", "/reload", ok=(200, 409))
+    _, body = Admin(config_path).call("POST", "/api/reload", ok=(200, 409))
     for line in body.get("messages", []):
         click.echo(line)
     if not body.get("ok"):
