@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Engine
+
 from engine.admin import audit, search
 from engine.delivery.queue import QueueStore
 from engine.store.schema import DEAD, ERRORED, FILTERED, HELD, REJECTED, SKIPPED, UNROUTED
@@ -29,15 +31,15 @@ class Operator:
     source: str | None
 
 
-def record(queue: QueueStore, who: Operator, action: str, target: str, detail=None) -> int:
-    """The audit entry of an operator action (the one way both paths write it)."""
-    return audit.record(queue.engine, who.actor, action, target, detail, who.source)
+def record(store: Engine, who: Operator, action: str, target: str, detail=None) -> int:
+    """The audit entry of an operator action: the one way the API and the CLI write one."""
+    return audit.record(store, who.actor, action, target, detail, who.source)
 
 
 def set_paused(queue: QueueStore, who: Operator, channel: str, destination: str,
                paused: bool) -> dict:  # fmt: skip
     queue.set_paused(channel, destination, paused)
-    record(queue, who, "pause" if paused else "resume", f"{channel}/{destination}",
+    record(queue.engine, who, "pause" if paused else "resume", f"{channel}/{destination}",
            {"paused": paused})  # fmt: skip
     return {"channel": channel, "destination": destination, "paused": paused}
 
@@ -51,7 +53,7 @@ def skip(queue: QueueStore, who: Operator, channel: str, destination: str,
     """Skip the head of a queue: its delivery id, or None when nothing is open (no entry)."""
     skipped = queue.skip_head(channel, destination, now)
     if skipped is not None:
-        record(queue, who, "skip", f"{channel}/{destination}", {"delivery": skipped})
+        record(queue.engine, who, "skip", f"{channel}/{destination}", {"delivery": skipped})
     return skipped
 
 
@@ -71,7 +73,7 @@ def replay(queue: QueueStore, who: Operator, *, now: float, ids: list[int] | Non
     detail = {"status": status, "replayed": count}
     if ids:
         detail["ids"] = ids
-    record(queue, who, "replay", target, detail)
+    record(queue.engine, who, "replay", target, detail)
     return count
 
 
@@ -83,5 +85,6 @@ def replay_deliveries_of(queue: QueueStore, who: Operator, message_id: int,
     if ids is None:
         return None
     count = queue.replay(ids=ids, status="any", now=now) if ids else 0
-    record(queue, who, "replay", f"message {message_id}", {"deliveries": ids, "replayed": count})
+    detail = {"deliveries": ids, "replayed": count}
+    record(queue.engine, who, "replay", f"message {message_id}", detail)
     return {"message_id": message_id, "replayed": count, "deliveries": ids}

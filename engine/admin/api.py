@@ -198,8 +198,8 @@ class ApiResource(Resource):
         return Operator(self._actor(request), self._source(request))
 
     def _audit(self, request, action: str, target: str, detail: dict):
-        return self._db(actions.record, self.sb.delivery.queue, self._operator(request), action,
-                        target, detail)  # fmt: skip
+        return self._db(actions.record, self.store, self._operator(request), action, target,
+                        detail)  # fmt: skip
 
     def _act(self, fn, request, *args, **kw):
         """An operator action (engine.admin.actions: the store change and its audit entry)."""

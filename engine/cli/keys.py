@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from engine.cli.common import config_option, load, store_engine
+from engine.cli.common import config_option, load, operator, store_engine
 
 
 @click.command("rotate-keys")
@@ -15,7 +15,7 @@ from engine.cli.common import config_option, load, store_engine
 def rotate_keys(config_path: str, batch_size: int) -> None:
     """Re-seal stored bodies with the current encryption key (and encrypt plaintext rows), in
     small batches; afterwards older keys can be removed from the config."""
-    from engine.admin.audit import record
+    from engine.admin.actions import record
     from engine.app import _sealer
     from engine.config import ConfigError
     from engine.store.crypto import rotate
@@ -30,7 +30,7 @@ def rotate_keys(config_path: str, batch_size: int) -> None:
         raise click.ClickException("encryption is not configured (store_options.encryption)")
     engine = store_engine(config)
     counts = rotate(engine, sealer, batch_size=batch_size)
-    record(engine, "cli", "rotate-keys", "store", counts, source="cli")
+    record(engine, operator(), "rotate-keys", "store", counts)
     click.echo(f"re-sealed {counts.get('messages', 0)} messages and "
                f"{counts.get('deliveries', 0)} deliveries with key '{sealer.current}'")  # fmt: skip
 

@@ -1,32 +1,32 @@
-"""`switchboard queue ...`: the delivery queues, read and acted on."""
+"""`switchboard queue ...`: the delivery queues. list and show read the store; the actions
+(replay, skip, pause, resume) go through the running engine's admin API, or change the store
+directly when the engine does not run (engine.admin.actions either way, audited)."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import time
+from urllib.parse import quote
 
 import click
 
-from engine.cli.common import config_option, iso, load, store_engine
+from engine.cli.common import (
+    config_option,
+    engine_or_store,
+    iso,
+    load,
+    operator,
+    queue_store,
+    said_store_path,
+)
 
 
 def _queue(config_path: str):
-    from engine.delivery.queue import QueueStore
-
-    return QueueStore(store_engine(load(config_path)[0]), f"cli-{os.getpid()}")
+    return queue_store(load(config_path)[0])
 
 
-def _audit(queue, action: str, target: str, detail: dict | None = None) -> None:
-    """Admin actions from the command line go to the same audit log as the API's."""
-    from engine.admin.audit import record
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in some containers
-        user = str(os.getuid())
-    record(queue.engine, f"cli:{user}", action, target, detail, source="cli")
+def _api_path(channel: str, destination: str, action: str) -> str:
+    return f"/api/queues/{quote(channel, safe='')}/{quote(destination, safe='')}/{action}"
 
 
 def _split_dest(text: str) -> tuple[str, str]:
@@ -40,7 +40,8 @@ def _split_dest(text: str) -> tuple[str, str]:
 def queue() -> None:
     """Delivery queues: list, show, replay dead deliveries, skip a head, pause, resume.
 
-    A running engine picks changes up within a second.
+    While the engine runs, actions go through its admin API (audited, and its worker acts at
+    once); while it is stopped, they change the store directly (audited too) and say so.
     """
 
 
@@ -100,12 +101,23 @@ def queue_replay(destination, config_path, ids, all_, status) -> None:
     channel = dest = None
     if destination:
         channel, dest = _split_dest(destination)
-    q = _queue(config_path)
-    n = q.replay(ids=list(ids) or None, channel=channel, destination=dest, status=status,
-                 now=time.time())  # fmt: skip
-    _audit(q, "replay", destination or ("all" if all_ else "deliveries"),
-           {"ids": list(ids), "status": status, "replayed": n})  # fmt: skip
+    config, api = engine_or_store(config_path)
+    if api is not None:
+        body = {"status": status, **({"ids": list(ids)} if ids else {})}
+        if channel:
+            body.update(channel=channel, destination=dest)
+        elif not ids:
+            body["all"] = True
+        n = api.call("POST", "/api/replay", body)[1]["replayed"]
+    else:
+        from engine.admin import actions
+
+        n = actions.replay(queue_store(config), operator(), now=time.time(),
+                           ids=list(ids) or None, channel=channel, destination=dest,
+                           status=status)  # fmt: skip
     click.echo(f"replayed {n} deliveries")
+    if api is None:
+        said_store_path(config)
 
 
 @queue.command("skip")
@@ -113,13 +125,33 @@ def queue_replay(destination, config_path, ids, all_, status) -> None:
 @config_option
 def queue_skip(destination: str, config_path: str) -> None:
     """Skip the head of a queue (a poisoned message): it is kept, marked skipped."""
+    from engine.admin import actions
+
     channel, dest = _split_dest(destination)
-    q = _queue(config_path)
-    head = q.skip_head(channel, dest, time.time())
-    if head is None:
-        raise click.ClickException(f"{destination}: the queue is empty")
-    _audit(q, "skip", destination, {"delivery": head})
+    config, api = engine_or_store(config_path)
+    if api is not None:  # an empty queue: the API's 404 says so
+        head = api.call("POST", _api_path(channel, dest, "skip"))[1]["skipped"]
+    else:
+        head = actions.skip(queue_store(config), operator(), channel, dest, time.time())
+        if head is None:
+            raise click.ClickException(actions.empty_queue(channel, dest))
     click.echo(f"skipped delivery {head}")
+    if api is None:
+        said_store_path(config)
+
+
+def _set_paused(destination: str, config_path: str, paused: bool) -> None:
+    channel, dest = _split_dest(destination)
+    config, api = engine_or_store(config_path)
+    if api is not None:  # the engine wakes the worker: it stops or starts at once
+        api.call("POST", _api_path(channel, dest, "pause" if paused else "resume"))
+    else:
+        from engine.admin import actions
+
+        actions.set_paused(queue_store(config), operator(), channel, dest, paused)
+    click.echo(f"{'paused' if paused else 'resumed'} {destination}")
+    if api is None:
+        said_store_path(config)
 
 
 @queue.command("pause")
@@ -127,10 +159,7 @@ def queue_skip(destination: str, config_path: str) -> None:
 @config_option
 def queue_pause(destination: str, config_path: str) -> None:
     """Stop delivering to a destination (its queue keeps filling)."""
-    q = _queue(config_path)
-    q.set_paused(*_split_dest(destination), True)
-    _audit(q, "pause", destination)
-    click.echo(f"paused {destination}")
+    _set_paused(destination, config_path, True)
 
 
 @queue.command("resume")
@@ -138,10 +167,7 @@ def queue_pause(destination: str, config_path: str) -> None:
 @config_option
 def queue_resume(destination: str, config_path: str) -> None:
     """Deliver to a paused destination again."""
-    q = _queue(config_path)
-    q.set_paused(*_split_dest(destination), False)
-    _audit(q, "resume", destination)
-    click.echo(f"resumed {destination}")
+    _set_paused(destination, config_path, False)
 
 
 COMMANDS = [queue]

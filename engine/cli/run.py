@@ -9,7 +9,7 @@ import time
 import click
 
 from engine import __version__
-from engine.cli.common import Admin, config_option, load, setting
+from engine.cli.common import admin_api, config_option, load, setting
 
 GC_YOUNG_THRESHOLD = 10_000  # see run()
 
@@ -87,7 +87,7 @@ def reload(config_path: str) -> None:
     reached.
     """
     load(config_path, build=True)  # check it here first: the same errors, without a round trip
-    _, body = Admin(config_path).call("POST", "/api/reload", ok=(200, 409))
+    _, body = admin_api(config_path).call("POST", "/api/reload", ok=(200, 409))
     for line in body.get("messages", []):
         click.echo(line)
     if not body.get("ok"):

@@ -8,7 +8,7 @@ import urllib.parse
 
 import click
 
-from engine.cli.common import Admin, config_option, message_line
+from engine.cli.common import admin_api, config_option, message_line
 
 
 @click.command()
@@ -16,7 +16,7 @@ from engine.cli.common import Admin, config_option, message_line
 @click.option("--json", "as_json", is_flag=True)
 def status(config_path: str, as_json: bool) -> None:
     """Listeners, channels and destinations of the running engine: health, queues, paused."""
-    _, data = Admin(config_path).call("GET", "/api/status")
+    _, data = admin_api(config_path).call("GET", "/api/status")
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -44,7 +44,7 @@ def status(config_path: str, as_json: bool) -> None:
 def tail(config_path: str, interval: float, count: int | None, after: int | None,
          as_json: bool) -> None:  # fmt: skip
     """Follow the messages the running engine takes in, as they arrive (Ctrl-C stops)."""
-    admin = Admin(config_path)
+    admin = admin_api(config_path)
     if after is None:
         _, rows = admin.call("GET", "/api/messages?limit=1")
         last = rows["messages"][0]["id"] if rows.get("messages") else 0
