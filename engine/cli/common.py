@@ -291,6 +291,18 @@ def engine_or_store(config_path: str):
     return config, (admin if admin.running() else None)
 
 
+def act(config_path: str, through_engine, on_store, said) -> None:
+    """An operator action: ``through_engine(admin)`` while the engine runs (its audited API;
+    it wakes the workers concerned), else ``on_store(queue, operator)`` on the store
+    (engine.admin.actions, audited alike). Prints ``said(result)``, then, when the store was
+    changed directly, that it was."""
+    config, api = engine_or_store(config_path)
+    result = on_store(queue_store(config), operator()) if api is None else through_engine(api)
+    click.echo(said(result))
+    if api is None:
+        said_store_path(config)
+
+
 def said_store_path(config) -> None:
     """Tell the user (stderr) that the command changed the store itself, and why."""
     if config.admin:

@@ -10,15 +10,7 @@ from urllib.parse import quote
 
 import click
 
-from engine.cli.common import (
-    config_option,
-    engine_or_store,
-    iso,
-    load,
-    operator,
-    queue_store,
-    said_store_path,
-)
+from engine.cli.common import act, config_option, iso, load, queue_store
 
 
 def _queue(config_path: str):
@@ -101,23 +93,22 @@ def queue_replay(destination, config_path, ids, all_, status) -> None:
     channel = dest = None
     if destination:
         channel, dest = _split_dest(destination)
-    config, api = engine_or_store(config_path)
-    if api is not None:
+
+    def through_engine(api):
         body = {"status": status, **({"ids": list(ids)} if ids else {})}
         if channel:
             body.update(channel=channel, destination=dest)
         elif not ids:
             body["all"] = True
-        n = api.call("POST", "/api/replay", body)[1]["replayed"]
-    else:
+        return api.call("POST", "/api/replay", body)[1]["replayed"]
+
+    def on_store(queue, who):
         from engine.admin import actions
 
-        n = actions.replay(queue_store(config), operator(), now=time.time(),
-                           ids=list(ids) or None, channel=channel, destination=dest,
-                           status=status)  # fmt: skip
-    click.echo(f"replayed {n} deliveries")
-    if api is None:
-        said_store_path(config)
+        return actions.replay(queue, who, now=time.time(), ids=list(ids) or None,
+                              channel=channel, destination=dest, status=status)  # fmt: skip
+
+    act(config_path, through_engine, on_store, lambda n: f"replayed {n} deliveries")
 
 
 @queue.command("skip")
@@ -125,33 +116,32 @@ def queue_replay(destination, config_path, ids, all_, status) -> None:
 @config_option
 def queue_skip(destination: str, config_path: str) -> None:
     """Skip the head of a queue (a poisoned message): it is kept, marked skipped."""
-    from engine.admin import actions
-
     channel, dest = _split_dest(destination)
-    config, api = engine_or_store(config_path)
-    if api is not None:  # an empty queue: the API's 404 says so
-        head = api.call("POST", _api_path(channel, dest, "skip"))[1]["skipped"]
-    else:
-        head = actions.skip(queue_store(config), operator(), channel, dest, time.time())
-        if head is None:
+
+    def on_store(queue, who):
+        from engine.admin import actions
+
+        head = actions.skip(queue, who, channel, dest, time.time())
+        if head is None:  # through the engine, the API's 404 says the same
             raise click.ClickException(actions.empty_queue(channel, dest))
-    click.echo(f"skipped delivery {head}")
-    if api is None:
-        said_store_path(config)
+        return head
+
+    act(config_path, lambda api: api.call("POST", _api_path(channel, dest, "skip"))[1]["skipped"],
+        on_store, lambda head: f"skipped delivery {head}")  # fmt: skip
 
 
 def _set_paused(destination: str, config_path: str, paused: bool) -> None:
     channel, dest = _split_dest(destination)
-    config, api = engine_or_store(config_path)
-    if api is not None:  # the engine wakes the worker: it stops or starts at once
-        api.call("POST", _api_path(channel, dest, "pause" if paused else "resume"))
-    else:
+    action = "pause" if paused else "resume"
+
+    def on_store(queue, who):
         from engine.admin import actions
 
-        actions.set_paused(queue_store(config), operator(), channel, dest, paused)
-    click.echo(f"{'paused' if paused else 'resumed'} {destination}")
-    if api is None:
-        said_store_path(config)
+        return actions.set_paused(queue, who, channel, dest, paused)
+
+    # through the engine, its worker is woken: it stops or starts at once
+    act(config_path, lambda api: api.call("POST", _api_path(channel, dest, action)), on_store,
+        lambda _: f"{'paused' if paused else 'resumed'} {destination}")  # fmt: skip
 
 
 @queue.command("pause")
