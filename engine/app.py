@@ -187,7 +187,7 @@ class Switchboard(OrderedMultiService):
         return [svc for svc in services if isinstance(svc, ListenerService)]
 
     def _add_admin(self, admin: dict) -> None:
-        site = admin_site(self.metrics.registry, self.health, self.reload, admin.get("token"),
+        site = admin_site(self.metrics.registry, self.health, admin.get("token"),
                           readiness=self.readiness, engine=self)  # fmt: skip
         factory = site
         if admin.get("tls"):

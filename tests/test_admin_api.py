@@ -99,8 +99,27 @@ async def test_token_required_and_json_errors(sb):
     assert (await c.post("/queues/adt/nope/pause", expect=404))["error"]
     resp = await treq.post(c.base + "/replay", data=b"{not json", headers=AUTH)
     assert resp.code == 400 and (await resp.json())["error"]
+    # one reload endpoint, POST /api/reload (audited): the unaudited /reload is gone
+    for headers in ({}, AUTH):
+        resp = await treq.post(base.removesuffix("/api") + "/reload", headers=headers)
+        assert resp.code == 404
+        await resp.content()
     # nothing was done, so nothing was audited
     assert (await c.get("/audit"))["entries"] == []
+
+
+def test_one_bearer_check_guards_the_admin_listener():
+    """One authorized() (constant time), and the only resource that needs it uses it."""
+    from pathlib import Path
+
+    from engine.admin import api
+
+    engine_dir = Path(api.__file__).resolve().parents[1]
+    defined = [p.relative_to(engine_dir).as_posix() for p in engine_dir.rglob("*.py")
+               if "def authorized(" in p.read_text()]  # fmt: skip
+    assert defined == ["admin/api.py"]
+    source = Path(api.__file__).read_text()
+    assert "hmac.compare_digest(" in source and "if not authorized(request, self.token)" in source
 
 
 @pytest_twisted.ensureDeferred
@@ -182,6 +201,12 @@ async def test_status_search_detail_and_actions_end_to_end(sb):
     assert new["control_id"] == "CTL1E" and "\r" in new["raw"]
     assert (await c.post(f"/messages/{mid}/replay", {"body": "junk"}, expect=400))["error"]
 
+    # every dead delivery of every destination ({"all": true}, as `queue replay --all`)
+    assert await wait_for(lambda: statuses(sb) == ["dead"] * 3)  # the edited one's too
+    assert (await c.post("/replay", {"all": True}))["replayed"] == 3
+    assert await wait_for(lambda: statuses(sb) == ["dead"] * 3)
+    assert (await c.post("/replay", {"destination": "ehr", "all": True}, expect=400))["error"]
+
     reload = await c.post("/reload")
     assert reload["ok"] is True
 
@@ -195,12 +220,46 @@ async def test_status_search_detail_and_actions_end_to_end(sb):
         ("resume", "adt/ehr", "token"),
         ("replay", "adt/ehr", "token"),
         ("replay-edited", f"message {mid}", "token"),
+        ("replay", "all", "token"),
         ("reload", "config", "token"),
     ]
     assert all(e["source"].startswith("127.0.0.1:") for e in entries)
-    assert entries[1]["detail"]["new_message"] == out["new_message_id"]
-    assert entries[2]["detail"] == {"replayed": 2, "status": "dead"}
+    assert entries[1]["detail"] == {"replayed": 3, "status": "dead"}
+    assert entries[2]["detail"]["new_message"] == out["new_message_id"]
+    assert entries[3]["detail"] == {"replayed": 2, "status": "dead"}
     assert not any("P10" in json.dumps(e) for e in entries)  # no message content
+
+
+@pytest_twisted.ensureDeferred
+async def test_pause_and_resume_reach_the_worker_at_once(tmp_path, store_url):
+    """Workers that look at the store every 10 minutes: a pause or a resume through the API
+    takes effect in the worker at once, as the API wakes it (a change made in the store
+    alone would wait for the next look)."""
+    (tmp_path / "channels").mkdir()
+    (tmp_path / "channels" / "adt.yaml").write_text(
+        f"name: adt\ndestinations:\n  - {{name: out, file: {tmp_path / 'out'}}}\n"
+    )
+    config = CONFIG.replace("{poll_interval: 50ms}", "{poll_interval: 10m, lease_ttl: 1h}")
+    config = config.replace("to: [adt, lab]", "to: [adt]")
+    sb = start_engine(tmp_path, config, channels=(), store=store_url)
+    try:
+        c = Client(sb)
+        worker = sb.delivery.workers[("adt", "out")]
+        assert await wait_for(lambda: worker.holder)
+        assert (await c.post("/queues/adt/out/pause"))["paused"] is True
+        assert await wait_for(lambda: worker.paused, timeout=5)
+        acks = await in_thread(send_all, sb.port_of("in"), [adt(1, "P1")])
+        assert b"MSA|AA|" in acks[0]
+        assert statuses(sb) == ["pending"]  # kept back by the pause
+        assert (await c.post("/queues/adt/out/resume"))["paused"] is False
+        assert await wait_for(lambda: statuses(sb) == ["delivered"], timeout=5)
+        assert not worker.paused and len(list((tmp_path / "out").iterdir())) == 1
+        entries = (await c.get("/audit"))["entries"]
+        assert [(e["action"], e["target"], e["detail"]) for e in reversed(entries)] == [
+            ("pause", "adt/out", {"paused": True}), ("resume", "adt/out", {"paused": False})
+        ]  # fmt: skip
+    finally:
+        await sb.stopService()
 
 
 def test_search_uses_the_indexes(tmp_path):

@@ -274,6 +274,20 @@ admin: {{listen: "tcp:{admin}:interface=127.0.0.1", token: "${{SB_TEST_TOKEN}}"}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+    # through POST /api/reload: audited once (the refused attempt changed nothing)
+    assert audit_entries(tmp_path) == [("reload", "config", "token")]
+
+
+def audit_entries(tmp_path: Path) -> list[tuple[str, str, str]]:
+    """(action, target, actor) of the audit log of the store in tmp_path, oldest first."""
+    from engine.admin.audit import recent
+    from engine.store.db import create_store_engine
+
+    store = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        return [(e["action"], e["target"], e["actor"]) for e in reversed(recent(store))]
+    finally:
+        store.dispose()
 
 
 def test_status_search_replay_and_tail(running, tmp_path):
@@ -301,9 +315,6 @@ def test_status_search_replay_and_tail(running, tmp_path):
 def test_replay_of_errored_messages_and_an_edited_body(running, tmp_path):
     """The channel failed; once fixed and reloaded, `replay ID` takes the message in again and
     `replay ID --body-file` takes an edited body in (same MSH-10), each linked to the first."""
-    from engine.admin.audit import recent
-    from engine.store.db import create_store_engine
-
     cfg, port, _ = running
     channel = tmp_path / "channels" / "adt.yaml"
     broken = "name: adt\nsteps:\n  - map: {field: PV1-2, values: {I: IP}, on_missing: error}\n"
@@ -346,8 +357,8 @@ def test_replay_of_errored_messages_and_an_edited_body(running, tmp_path):
     ]  # fmt: skip
     out = sb("replay", "999", "-c", str(cfg))  # an unknown id: said so, exit 1
     assert out.returncode == 1 and "no message 999" in out.stderr
-    store = create_store_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    actions = [(e["action"], e["target"], e["actor"]) for e in reversed(recent(store))]
-    store.dispose()
-    assert actions == [("replay", f"message {first}", "anonymous"),
-                       ("replay-edited", f"message {second}", "anonymous")]  # fmt: skip
+    assert audit_entries(tmp_path) == [
+        ("reload", "config", "anonymous"), ("reload", "config", "anonymous"),
+        ("replay", f"message {first}", "anonymous"),
+        ("replay-edited", f"message {second}", "anonymous"),
+    ]  # fmt: skip

@@ -356,4 +356,9 @@ store_options:
     with engine.connect() as conn:
         raw = conn.execute(select(messages.c.raw)).scalar()
     assert Sealer({"b": key_b}, "b").open(raw) == b"MSH"  # key a is no longer needed
+    from engine.admin.audit import recent
+
+    (entry,) = recent(engine)  # audited like every operator action from the command line
+    assert (entry["action"], entry["target"], entry["source"]) == ("rotate-keys", "store", "cli")
+    assert entry["actor"].startswith("cli:") and entry["detail"]["messages"] == 1
     engine.dispose()

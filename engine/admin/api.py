@@ -1,9 +1,12 @@
 """The admin JSON API under /api/ (twisted.web): status, queues, message search and detail,
 operator actions (pause, resume, skip, replay, reload) and the audit log.
 
-Every endpoint requires the bearer token when ``admin.token`` is set. Store work runs on the
-reactor's thread pool, never on the reactor thread. Every action is written to the audit log
-(actor, action, target, ids and codes; never message content). Errors are {"error": "..."}.
+Every endpoint requires the bearer token when ``admin.token`` is set (:func:`authorized`, the
+admin listener's one check). Store work runs on the reactor's thread pool, never on the
+reactor thread. Every action is written to the audit log (actor, action, target, ids and
+codes; never message content); the queue actions are engine.admin.actions, which the CLI
+runs too when no engine runs, and the API wakes the workers they concern. Errors are
+{"error": "..."}.
 """
 
 from __future__ import annotations
@@ -17,30 +20,20 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from engine.admin import audit, search
+from engine.admin import actions, audit, search
+from engine.admin.actions import REPLAY_STATUSES, REPROCESS_STATUSES, Operator
 from engine.logging import get_logger
 from engine.store.crypto import SealError
-from engine.store.schema import (
-    DEAD,
-    ERRORED,
-    FILTERED,
-    HELD,
-    REJECTED,
-    SKIPPED,
-    STATUSES,
-    UNROUTED,
-)
+from engine.store.schema import DEAD, STATUSES
 
 log = get_logger("admin.api")
 
 MAX_BODY = 1 << 20
-REPLAY_STATUSES = (DEAD, HELD, SKIPPED, "any")
-# A replay takes these in again (they went nowhere); others have their deliveries replayed.
-REPROCESS_STATUSES = (ERRORED, REJECTED, UNROUTED, FILTERED)
 
 
 def authorized(request, token: str | None) -> bool:
-    """Constant-time bearer check (the header comes as bytes from twisted.web)."""
+    """The admin listener's one bearer check, constant-time (hmac.compare_digest); the header
+    comes as bytes from twisted.web. Without a token configured, everyone is let in."""
     if not token:
         return True
     given = request.getHeader(b"authorization") or b""
@@ -201,9 +194,16 @@ class ApiResource(Resource):
         host, port = getattr(addr, "host", None), getattr(addr, "port", None)
         return f"{host}:{port}" if host is not None else str(addr)
 
+    def _operator(self, request) -> Operator:
+        return Operator(self._actor(request), self._source(request))
+
     def _audit(self, request, action: str, target: str, detail: dict):
-        return self._db(audit.record, self.store, self._actor(request), action, target, detail,
-                        self._source(request))  # fmt: skip
+        return self._db(actions.record, self.store, self._operator(request), action, target,
+                        detail)  # fmt: skip
+
+    def _act(self, fn, request, *args, **kw):
+        """An operator action (engine.admin.actions: the store change and its audit entry)."""
+        return self._db(fn, self.sb.delivery.queue, self._operator(request), *args, **kw)
 
     def _known_queue(self, channel: str, destination: str) -> None:
         if (channel, destination) in self.sb.delivery.workers:
@@ -308,12 +308,9 @@ class ApiResource(Resource):
     @inlineCallbacks
     def _set_paused(self, request, channel, destination, paused: bool):
         self._known_queue(channel, destination)
-        yield self._db(self.sb.delivery.queue.set_paused, channel, destination, paused)
-        if not paused:  # a paused worker sees the pause at its next lease check (poll)
-            self.sb.delivery.wake([(channel, destination)])
-        action = "pause" if paused else "resume"
-        yield self._audit(request, action, f"{channel}/{destination}", {"paused": paused})
-        return {"channel": channel, "destination": destination, "paused": paused}
+        out = yield self._act(actions.set_paused, request, channel, destination, paused)
+        self.sb.delivery.wake([(channel, destination)])  # the worker looks at its state now
+        return out
 
     def pause(self, request, channel, destination):
         return self._set_paused(request, channel, destination, True)
@@ -324,44 +321,39 @@ class ApiResource(Resource):
     @inlineCallbacks
     def skip(self, request, channel, destination):
         self._known_queue(channel, destination)
-        skipped = yield self._db(self.sb.delivery.queue.skip_head, channel, destination,
-                                 time.time())  # fmt: skip
+        skipped = yield self._act(actions.skip, request, channel, destination, time.time())
         if skipped is None:
-            raise ApiError(404, f"the queue {channel}/{destination} has no open delivery")
+            raise ApiError(404, actions.empty_queue(channel, destination))
         self.sb.delivery.wake([(channel, destination)])
-        yield self._audit(request, "skip", f"{channel}/{destination}", {"delivery": skipped})
         return {"channel": channel, "destination": destination, "skipped": skipped}
 
     @inlineCallbacks
     def replay(self, request):
+        """Deliveries back in their queues: {"ids": [...]}, {"channel": c, "destination": d}
+        (destination optional) or {"all": true}; "status" dead (default), held, skipped, any."""
         body = self._body(request)
         ids = body.get("ids")
         status = body.get("status", DEAD)
         if status not in REPLAY_STATUSES:
             raise ApiError(400, f"status must be one of {', '.join(REPLAY_STATUSES)}")
         channel, destination = body.get("channel"), body.get("destination")
-        if ids is not None:
-            if (
-                not isinstance(ids, list)
-                or not ids
-                or len(ids) > 10000
-                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
-            ):
-                raise ApiError(400, "ids must be a non-empty list of delivery ids")  # fmt: skip
-            target = f"deliveries {','.join(map(str, ids[:20]))}" + ("..." if len(ids) > 20 else "")
-        else:
-            if not isinstance(channel, str) or not channel:
-                raise ApiError(400, 'give "ids" or a "channel" (and "destination")')
-            if destination is not None and not isinstance(destination, str):
-                raise ApiError(400, "destination must be a string")
-            target = f"{channel}/{destination}" if destination else channel
-        count = yield self._db(self.sb.delivery.queue.replay, ids=ids, channel=channel,
-                               destination=destination, status=status, now=time.time())  # fmt: skip
+        if ids is not None and not (
+            isinstance(ids, list)
+            and 0 < len(ids) <= 10000
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        ):
+            raise ApiError(400, "ids must be a non-empty list of delivery ids")
+        everything = body.get("all") is True and channel is None
+        if ids is None and not everything and not (isinstance(channel, str) and channel):
+            raise ApiError(400, 'give "ids", a "channel" (and "destination") or "all": true')
+        if channel is not None and not isinstance(channel, str):
+            raise ApiError(400, "channel must be a string")
+        if destination is not None and (not isinstance(destination, str) or not channel):
+            raise ApiError(400, "destination must be a string, with a channel")
+        count = yield self._act(actions.replay, request, now=time.time(), ids=ids,
+                                channel=channel, destination=destination,
+                                status=status)  # fmt: skip
         self.sb.delivery.wake_all()
-        detail = {"status": status, "replayed": count}
-        if ids is not None:
-            detail["ids"] = ids
-        yield self._audit(request, "replay", target, detail)
         return {"replayed": count}
 
     @inlineCallbacks
@@ -384,17 +376,12 @@ class ApiResource(Resource):
         if edited is not None or source["status"] in REPROCESS_STATUSES:
             result = yield self._reprocess(request, mid, source, edited)
             return result
-        ids = yield self._db(search.replayable_deliveries, self.store, mid)
-        if ids is None:
+        out = yield self._act(actions.replay_deliveries_of, request, mid, time.time())
+        if out is None:
             raise ApiError(404, f"no message {mid}")
-        count = 0
-        if ids:
-            count = yield self._db(self.sb.delivery.queue.replay, ids=ids, status="any",
-                                   now=time.time())  # fmt: skip
+        if out["replayed"]:
             self.sb.delivery.wake_all()
-        yield self._audit(request, "replay", f"message {mid}",
-                          {"deliveries": ids, "replayed": count})  # fmt: skip
-        return {"message_id": mid, "replayed": count, "deliveries": ids}
+        return out
 
     @inlineCallbacks
     def _reprocess(self, request, mid: int, source: dict, edited: str | None):

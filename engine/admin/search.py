@@ -162,6 +162,12 @@ def replay_source(engine: Engine, message_id: int, sealer=None) -> dict | None:
     return out
 
 
+def message_status(engine: Engine, message_id: int) -> str | None:
+    """A message's status; None when there is no such message."""
+    with engine.connect() as conn:
+        return conn.execute(select(m.status).where(m.id == message_id)).scalar()
+
+
 def replayable_deliveries(engine: Engine, message_id: int) -> list[int] | None:
     """Ids of a message's dead, held or skipped deliveries; None when there is no message."""
     with engine.connect() as conn:

@@ -1,13 +1,19 @@
-"""Admin HTTP resources on twisted.web."""
+"""The admin listener's site on twisted.web.
+
+/api/ is the JSON API (engine.admin.api: status, queues, messages, the audited operator
+actions including POST /api/reload; bearer token when ``admin.token`` is set). /dashboard/
+is the static page that calls it. /metrics (Prometheus), /healthz (alive) and /readyz (ready,
+with each destination's state) carry no message data and need no token.
+"""
 
 from __future__ import annotations
 
-import hmac
 import json
 
 from prometheus_client.twisted import MetricsResource
+from twisted.web.pages import notFound
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Site
 
 from engine.admin.dashboard import Dashboard
 
@@ -26,50 +32,14 @@ class Health(Resource):
         return json.dumps({"status": "ok" if ok else "failing", **details}).encode()
 
 
-class Reload(Resource):
-    """POST /reload: re-read the config; 200 with {"ok": true} or 409 with the errors."""
-
-    isLeaf = True
-
-    def __init__(self, reload, token: str | None):
-        super().__init__()
-        self.reload = reload
-        self.token = token
-
-    def render_POST(self, request):
-        request.setHeader(b"content-type", b"application/json")
-        if not authorized(request, self.token):
-            request.setResponseCode(401)
-            request.setHeader(b"www-authenticate", b"Bearer")
-            return b'{"ok": false, "errors": ["missing or wrong bearer token"]}'
-
-        def done(result):
-            ok, lines = result
-            request.setResponseCode(200 if ok else 409)
-            request.write(json.dumps({"ok": ok, "messages": lines}).encode())
-            request.finish()
-
-        def failed(f):
-            request.setResponseCode(500)
-            request.write(json.dumps({"ok": False, "messages": [f.getErrorMessage()]}).encode())
-            request.finish()
-
-        self.reload().addCallbacks(done, failed)
-        return NOT_DONE_YET
+class _Root(Resource):
+    def getChild(self, path, request):  # anything else: a plain 404
+        return notFound()
 
 
-def authorized(request, token: str | None) -> bool:
-    if not token:
-        return True
-    given = request.getHeader(b"authorization") or b""  # bytes for a bytes header name
-    if isinstance(given, str):
-        given = given.encode("latin-1", "replace")
-    return hmac.compare_digest(given, f"Bearer {token}".encode())
-
-
-def admin_site(registry, health_check, reload=None, token: str | None = None,
-               readiness=None, engine=None) -> Site:  # fmt: skip
-    root = Resource()
+def admin_site(registry, health_check, token: str | None = None, readiness=None,
+               engine=None) -> Site:  # fmt: skip
+    root = _Root()
     if engine is not None:  # the JSON API under /api/ (engine.admin.api)
         from engine.admin.api import ApiResource
 
@@ -78,8 +48,6 @@ def admin_site(registry, health_check, reload=None, token: str | None = None,
     root.putChild(b"metrics", MetricsResource(registry=registry))
     root.putChild(b"healthz", Health(health_check))
     root.putChild(b"readyz", Health(readiness or health_check))
-    if reload is not None:
-        root.putChild(b"reload", Reload(reload, token))
     site = Site(root)
     site.noisy = False
     return site
