@@ -12,8 +12,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from engine.delivery.fhir_sender import FhirSender, outcome_text
 from engine.delivery.outcome import DEAD, OK, RETRY, Delivery
+from engine.destinations.fhir.sender import FhirSender, outcome_text
 
 BUNDLE = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": []}).encode()
 

@@ -15,8 +15,8 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.web.server import Site
 
-from engine.delivery.fhir_sender import FhirSender
 from engine.delivery.outcome import OK, Delivery
+from engine.destinations.fhir.sender import FhirSender
 from engine.fhir.convert import UnsupportedMessage, convert, validate
 from engine.fhir.options import ALL_RESOURCES, ConvertOptions
 from engine.hl7.batch import split_file

@@ -15,8 +15,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from engine.certs import init_certs, make_ca, make_cert
-from engine.delivery.mllp_sender import MLLPSender
 from engine.delivery.outcome import DEAD, OK, RETRY, Delivery, control_id_of
+from engine.destinations.mllp.sender import MLLPSender
 from engine.mllp.framing import FrameReceiver, frame
 from engine.tls import wrap_server_factory
 

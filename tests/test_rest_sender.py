@@ -22,9 +22,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from engine.certs import init_certs
-from engine.delivery.auth import AuthConfigError, build_auth, build_signer
 from engine.delivery.outcome import DEAD, OK, RETRY, Delivery
-from engine.delivery.rest_sender import RestSender, TokenBucket, failure_reason, parse_retry_after
+from engine.destinations.http_auth import AuthConfigError, build_auth, build_signer
+from engine.destinations.rest.sender import (
+    RestSender,
+    TokenBucket,
+    failure_reason,
+    parse_retry_after,
+)
 from engine.tls import peer_certificate_info, wrap_server_factory
 
 PAYLOAD = b"MSH|^~\\&|SND|SF|RCV|RF|2024||ADT^A01|T1|P|2.5\rPID|1||123^^^H||Doe^J\xc3\xa9\r"

@@ -14,9 +14,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 
-from engine.delivery.file_sender import FileSender
 from engine.delivery.queue import QueueStore
 from engine.delivery.worker import DestinationWorker
+from engine.destinations.file.sender import FileSender
 from engine.logging import get_logger
 from engine.store.schema import OPEN_STATES
 
@@ -29,17 +29,17 @@ def node_id() -> str:
 
 def make_sender(kind: str, config: dict, reactor):
     if kind == "mllp":
-        from engine.delivery.mllp_sender import MLLPSender
+        from engine.destinations.mllp.sender import MLLPSender
 
         return MLLPSender(config, reactor=reactor)
     if kind == "rest":
-        from engine.delivery.rest_sender import RestSender
+        from engine.destinations.rest.sender import RestSender
 
         return RestSender(config, reactor=reactor)
     if kind == "file":
         return FileSender(config, reactor=reactor)
     if kind == "fhir":
-        from engine.delivery.fhir_sender import FhirSender
+        from engine.destinations.fhir.sender import FhirSender
 
         return FhirSender(config, reactor=reactor)
     raise ValueError(f"no sender for destination kind {kind!r}")

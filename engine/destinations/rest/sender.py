@@ -4,7 +4,7 @@ The body is ``delivery.payload`` byte for byte with ``Content-Type: delivery.con
 (a ``Content-Type`` in ``headers`` wins). Every request carries ``X-Switchboard-Delivery:
 <delivery id>`` and ``Idempotency-Key: <message_id>-<channel>-<destination>``, the same on
 every attempt, so a receiver can drop the duplicates that at-least-once delivery creates.
-Credentials, HMAC signing and mutual TLS are described in :mod:`engine.delivery.auth`.
+Credentials, HMAC signing and mutual TLS are described in :mod:`engine.destinations.http_auth`.
 
 Outcomes:
 
@@ -50,8 +50,8 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from engine import __version__
-from engine.delivery.auth import DestinationTLSPolicy, TokenError, build_auth, build_signer
 from engine.delivery.outcome import DEAD, OK, RESPONSE_EXCERPT, RETRY, Delivery, Outcome
+from engine.destinations.http_auth import DestinationTLSPolicy, TokenError, build_auth, build_signer
 from engine.logging import get_logger
 
 BODY_LIMIT = 4 * RESPONSE_EXCERPT + 4  # response bytes kept: enough for the excerpt in UTF-8

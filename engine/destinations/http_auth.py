@@ -41,6 +41,10 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from engine.config import Field, Spec
+from engine.config.external import Url
+from engine.config.scalars import Enum, String
+from engine.config.spec import Nested
 from engine.tls import client_tls_options
 
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
@@ -49,6 +53,61 @@ TOKEN_MARGIN = 60.0  # refresh an OAuth2 token at most this many seconds before 
 
 # fetch(url, form, headers) -> Deferred[(status, body bytes)]: a form POST made by the sender.
 Fetch = Callable[[str, dict[str, str], dict[str, str]], Deferred]
+
+
+# The settings of what this module implements, shared by the rest and fhir destinations.
+BASIC = Spec(
+    "basic auth",
+    "HTTP Basic credentials.",
+    (
+        Field("username", String(), "User name.", required=True),
+        Field("password", String(), "Password (or use password_env)."),
+        Field("password_env", String(), "Environment variable holding the password."),
+    ),
+    exactly_one_of=("password", "password_env"),
+)
+
+OAUTH2 = Spec(
+    "oauth2",
+    "OAuth2 client-credentials grant; the token is cached and refreshed before it expires.",
+    (
+        Field("token_url", Url(), "Token endpoint.", required=True),
+        Field("client_id", String(), "Client id.", required=True),
+        Field("client_secret", String(), "Client secret (or use client_secret_env)."),
+        Field("client_secret_env", String(), "Environment variable holding the secret."),
+        Field("scope", String(), "Scope to ask for."),
+        Field("audience", String(), "Audience to ask for."),
+        Field("client_auth", Enum("basic", "post"), "How the client authenticates to the "
+              "token endpoint.", default="basic"),
+    ),
+    exactly_one_of=("client_secret", "client_secret_env"),
+)  # fmt: skip
+
+AUTH = Spec(
+    "auth",
+    "How the destination authenticates: one of bearer, bearer_env, basic, oauth2 (mutual TLS "
+    "goes under tls).",
+    (
+        Field("bearer", String(), "A bearer token (prefer bearer_env or ${VAR})."),
+        Field("bearer_env", String(), "Environment variable holding the bearer token."),
+        Field("basic", Nested(BASIC), "HTTP Basic."),
+        Field("oauth2", Nested(OAUTH2), "OAuth2 client credentials."),
+    ),
+    exactly_one_of=("bearer", "bearer_env", "basic", "oauth2"),
+)
+
+HMAC = Spec(
+    "hmac",
+    "Sign the body for webhook receivers: header `sha256=<hex>` of HMAC over "
+    "`<timestamp>.<body>`, the timestamp in X-Signature-Timestamp.",
+    (
+        Field("secret", String(), "The shared secret (or use secret_env)."),
+        Field("secret_env", String(), "Environment variable holding the secret."),
+        Field("header", String(), "Signature header.", default="X-Signature-256"),
+        Field("algorithm", Enum("sha256", "sha512"), "Hash.", default="sha256"),
+    ),
+    exactly_one_of=("secret", "secret_env"),
+)
 
 
 class AuthConfigError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from engine.delivery.outcome import Outcome
-from engine.delivery.rest_sender import RestSender
+from engine.destinations.rest.sender import RestSender
 
 FHIR_JSON = "application/fhir+json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from engine.config import Field, Spec
+from engine.config import Field
 from engine.config.containers import FreeMapping
 from engine.config.external import Url
 from engine.config.scalars import Duration, Enum, Float, String
@@ -17,61 +17,9 @@ from engine.destinations.base import (
     destination_kind,
     er7_as_json,
 )
+from engine.destinations.http_auth import AUTH, HMAC
 from engine.hl7.message import Message
 from engine.hl7.path import parse_path
-
-BASIC = Spec(
-    "basic auth",
-    "HTTP Basic credentials.",
-    (
-        Field("username", String(), "User name.", required=True),
-        Field("password", String(), "Password (or use password_env)."),
-        Field("password_env", String(), "Environment variable holding the password."),
-    ),
-    exactly_one_of=("password", "password_env"),
-)
-
-OAUTH2 = Spec(
-    "oauth2",
-    "OAuth2 client-credentials grant; the token is cached and refreshed before it expires.",
-    (
-        Field("token_url", Url(), "Token endpoint.", required=True),
-        Field("client_id", String(), "Client id.", required=True),
-        Field("client_secret", String(), "Client secret (or use client_secret_env)."),
-        Field("client_secret_env", String(), "Environment variable holding the secret."),
-        Field("scope", String(), "Scope to ask for."),
-        Field("audience", String(), "Audience to ask for."),
-        Field("client_auth", Enum("basic", "post"), "How the client authenticates to the "
-              "token endpoint.", default="basic"),
-    ),
-    exactly_one_of=("client_secret", "client_secret_env"),
-)  # fmt: skip
-
-AUTH = Spec(
-    "auth",
-    "How the destination authenticates: one of bearer, bearer_env, basic, oauth2 (mutual TLS "
-    "goes under tls).",
-    (
-        Field("bearer", String(), "A bearer token (prefer bearer_env or ${VAR})."),
-        Field("bearer_env", String(), "Environment variable holding the bearer token."),
-        Field("basic", Nested(BASIC), "HTTP Basic."),
-        Field("oauth2", Nested(OAUTH2), "OAuth2 client credentials."),
-    ),
-    exactly_one_of=("bearer", "bearer_env", "basic", "oauth2"),
-)
-
-HMAC = Spec(
-    "hmac",
-    "Sign the body for webhook receivers: header `sha256=<hex>` of HMAC over "
-    "`<timestamp>.<body>`, the timestamp in X-Signature-Timestamp.",
-    (
-        Field("secret", String(), "The shared secret (or use secret_env)."),
-        Field("secret_env", String(), "Environment variable holding the secret."),
-        Field("header", String(), "Signature header.", default="X-Signature-256"),
-        Field("algorithm", Enum("sha256", "sha512"), "Hash.", default="sha256"),
-    ),
-    exactly_one_of=("secret", "secret_env"),
-)
 
 
 @destination_kind(

@@ -12,7 +12,7 @@ from engine.config.external import Url
 from engine.config.scalars import Bool, Duration, Enum, Float, String
 from engine.config.spec import Nested
 from engine.destinations.base import CLIENT_TLS, Destination, Rendered, destination_kind
-from engine.destinations.rest import AUTH
+from engine.destinations.http_auth import AUTH
 from engine.fhir.options import (
     ALL_RESOURCES,
     DEFAULT_LOCAL_SYSTEM,
