@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import loadgen
 
-from engine.config import load_config
+from engine.components import load_config
 from engine.hl7.message import Message
 from engine.pipeline import build_pipeline
 

@@ -14,26 +14,25 @@ from __future__ import annotations
 
 import time
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
 
 from engine.admin.server import admin_site
+from engine.components import REGISTRY, build_pipeline
+from engine.context import Context
 from engine.delivery.service import DeliveryService
-from engine.intake import Intake
 from engine.lifecycle import ListenError, OrderedMultiService
 from engine.logging import get_logger
 from engine.metrics import Metrics
-from engine.pipeline import build_pipeline
-from engine.sources.mllp import MLLPServerFactory, applies_live
+from engine.sources.listening import ListenerService
+from engine.sources.mllp import applies_live
 from engine.store import migrations
 from engine.store.checkpoint import WAL_LIMIT_PAGES, WalCheckpointer
 from engine.store.crypto import sealer_from_options
 from engine.store.db import create_store_engine, is_sqlite_file
 from engine.store.retention import RetentionService
-from engine.store.writer import GATHER_SECONDS, StoreWriter
+from engine.store.writer import StoreWriter
 
 log = get_logger("app")
 
@@ -43,23 +42,23 @@ class StoreService(Service):
 
     name = "store"
 
-    def __init__(self, url: str, options: dict, reactor, metrics: Metrics):
+    def __init__(self, url: str, options, reactor, metrics: Metrics):
         self.url = url
-        every = options.get("checkpoint_rows", 300) if is_sqlite_file(url) else 0
+        every = options.checkpoint_rows if is_sqlite_file(url) else 0
         self.engine = create_store_engine(
             url,
-            synchronous=options.get("synchronous", "full"),
-            pool_size=options.get("pool_size", 5),
+            synchronous=options.synchronous,
+            pool_size=options.pool_size,
             wal_autocheckpoint=WAL_LIMIT_PAGES if every else 0,
         )
         self.writer = StoreWriter(
             self.engine,
             reactor,
-            max_batch=options.get("max_batch", 2000),
+            max_batch=options.max_batch,
             observer=metrics.observe_commit,
-            inline=options.get("inline_commit", True),
+            inline=options.inline_commit,
             checkpointer=WalCheckpointer(self.engine, every) if every else None,
-            gather_seconds=options.get("gather_time", GATHER_SECONDS),
+            gather_seconds=options.gather_time,
         )
 
     def startService(self) -> None:
@@ -70,44 +69,6 @@ class StoreService(Service):
     def stopService(self):
         super().stopService()
         return self.writer.stop()
-
-
-class ListenerService(StreamServerEndpointService):
-    _raiseSynchronously = True
-
-    def __init__(self, endpoint, factory, description: str, mllp_factory=None, label=None):
-        super().__init__(endpoint, factory)
-        self.description = description
-        self.mllp_factory = mllp_factory  # the MLLP factory under a TLS wrapper, if any
-        self.label = label  # how errors name it; default "listener '<name>'"
-
-    def privilegedStartService(self) -> None:
-        """Bind the address (at once: every endpoint here listens synchronously)."""
-        try:
-            super().privilegedStartService()
-        except CannotListenError as exc:
-            self._waitingForPort = None
-            raise ListenError(self.label or f"listener '{self.name}'", self.description,
-                              exc) from None  # fmt: skip
-        self._waitingForPort.addCallback(self._listening)
-
-    def stopService(self):
-        """Stop accepting, then wait (bounded) until every ACK owed has been written."""
-        if self._waitingForPort is None:  # never started listening
-            self.running = False
-            return None
-        d = super().stopService()
-        if self.mllp_factory is not None:
-            drained = self.mllp_factory.stopReading()
-            d.addCallback(lambda _: drained)
-        return d
-
-    def _listening(self, port):
-        addr = port.getHost()
-        self.address = addr
-        log.info("listening", listener=self.name, endpoint=self.description,
-                 port=getattr(addr, "port", None))  # fmt: skip
-        return port
 
 
 def _sealer(config):
@@ -127,30 +88,37 @@ class Switchboard(OrderedMultiService):
     """The running engine: its config, store, listeners and admin (see the module docstring
     for the service tree and its start and stop order)."""
 
-    def __init__(self, config, reactor):
+    def __init__(self, config, reactor, pipeline=None, metrics: Metrics | None = None):
+        """The engine for a validated config. ``pipeline`` is what engine.components.load
+        built with ``metrics`` in the same pass (built here when not given)."""
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.metrics = Metrics()
-        self.pipeline = build_pipeline(config, self.metrics)
+        self.metrics = metrics or Metrics()
         self.sealer = _sealer(config)  # NullSealer when not set
         self.store = StoreService(config.store, config.store_options, reactor, self.metrics)
         self.store.setServiceParent(self)
+        self.ctx = Context(
+            reactor=reactor, metrics=self.metrics, base_dir=config.base_dir, sealer=self.sealer,
+            registry=REGISTRY, writer=self.store.writer, pipeline=lambda: self.pipeline,
+            notify=self._notify,
+        )  # fmt: skip
+        if pipeline is None:
+            pipeline = build_pipeline(config, self.ctx)
+        self.pipeline = pipeline
         self.retention = RetentionService(
             self.store.engine, reactor, config.store_options,
-            lambda: {n: c.get("storage") for n, c in self.config.channels.items()},
+            lambda: {n: c.storage for n, c in self.config.channels.items()},
             on_report=self._retention_report,
         )  # fmt: skip
         self.retention.setServiceParent(self)
         self.delivery = DeliveryService(
-            self.store.engine, self.store.writer, reactor, self.metrics, self.pipeline,
-            options=config.store_options, sealer=self.sealer,
-        )  # fmt: skip
+            self.store.engine, config.store_options, self.ctx, self.pipeline
+        )
         self.delivery.setServiceParent(self)
         self.listening = MultiService()  # every listener at once: each drains its connections
         self.listening.setName("listeners")
         self.listening.setServiceParent(self)
-        self.intakes: dict[str, Intake] = {}
         self.listeners: dict[str, Service] = {}
         for listener in config.listeners:
             self._add_listener(listener)
@@ -186,19 +154,27 @@ class Switchboard(OrderedMultiService):
         services = [*self.listening, *([self.admin] if self.admin is not None else [])]
         return [svc for svc in services if isinstance(svc, ListenerService)]
 
-    def _add_admin(self, admin: dict) -> None:
-        site = admin_site(self.metrics.registry, self.health, admin.get("token"),
-                          readiness=self.readiness, engine=self)  # fmt: skip
-        factory = site
-        if admin.get("tls"):
-            from engine.tls import wrap_server_factory
+    def _notify(self, keys) -> None:
+        """Deliveries committed for these (channel, destination): wake their workers."""
+        self.delivery.wake(keys)
 
-            factory = wrap_server_factory(site, admin["tls"])
+    @property
+    def intakes(self) -> dict:
+        """Each listener's intake, by listener name (replays take a message in through it)."""
+        return {name: svc.intake for name, svc in self.listeners.items()}
+
+    def _add_admin(self, admin) -> None:
+        site = admin_site(self.metrics.registry, self.health, admin.token,
+                          readiness=self.readiness, engine=self)  # fmt: skip
+        factory, creator = site, None
+        if admin.tls:
+            from engine.tls import serve_tls
+
+            factory, creator = serve_tls(site, admin.tls)
         self.admin = ListenerService(
-            serverFromString(self.reactor, admin["listen"]), factory, admin["listen"],
-            label="the admin listener",
+            serverFromString(self.reactor, admin.listen), factory, admin.listen,
+            label="the admin listener", tls_creator=creator,
         )  # fmt: skip
-        self.admin.tls_creator = getattr(factory, "tls_creator", None)
         self.admin.setName("admin")
         try:
             self.admin.setServiceParent(self)  # starts it at once when running (reload)
@@ -229,11 +205,13 @@ class Switchboard(OrderedMultiService):
 
     @inlineCallbacks
     def _reload(self):
-        from engine.config import ConfigError, load_config
+        from engine.components import load
+        from engine.config import ConfigError
+        from engine.steps.python import install_fresh
 
+        fresh: dict = {}
         try:
-            config = load_config(self.config.path)
-            pipeline = build_pipeline(config, self.metrics, reloading=True)
+            config, pipeline = load(self.config.path, self.ctx.replace(fresh_modules=fresh))
         except ConfigError as exc:
             lines = [p.format() for p in exc.problems]
             log.error("reload refused; the running configuration stays", errors=len(lines))
@@ -244,24 +222,21 @@ class Switchboard(OrderedMultiService):
             msg = "the store changed: that needs a restart; the running configuration stays"
             log.error("reload refused", reason=msg)
             return False, [msg]
-        old = {item["name"]: item for item in self.config.listeners}
-        new = {item["name"]: item for item in config.listeners}
+        install_fresh(fresh)  # accepted: the transforms modules it ran are the ones now
+        old = {item.name: item for item in self.config.listeners}
+        new = {item.name: item for item in config.listeners}
         tuned = [n for n in old if n in new and applies_live(old[n], new[n])]
         changed = [n for n in old if (n not in new or new[n] != old[n]) and n not in tuned]
         for name in changed:
             svc = self.listeners.pop(name)
-            self.intakes.pop(name, None)
             yield svc.disownServiceParent()
         for name in tuned:  # only limits changed: open connections stay and take them
-            self.listeners[name].mllp_factory.applyLimits(new[name])
-            self.intakes[name].listener = new[name]
+            self.listeners[name].apply(new[name])
         admin_changed = config.admin != self.config.admin
         if admin_changed and self.admin is not None:
             yield self.admin.disownServiceParent()
             self.admin = None
-        self.pipeline = pipeline
-        for intake in self.intakes.values():
-            intake.pipeline = pipeline
+        self.pipeline = pipeline  # every intake reads it for its next message
         yield self.delivery.apply(pipeline)
         self.metrics.certificate_expiry.clear()
         self.config = config
@@ -290,7 +265,7 @@ class Switchboard(OrderedMultiService):
                 from engine.tls import TLSConfigError
 
                 try:  # certificates renewed on disk: new connections use them
-                    creator.reload(new[name]["tls"])
+                    creator.reload(new[name].tls)
                 except TLSConfigError as exc:
                     problems.append(f"listener '{name}' keeps its old certificate: {exc}")
         creator = getattr(self.admin, "tls_creator", None)
@@ -298,7 +273,7 @@ class Switchboard(OrderedMultiService):
             from engine.tls import TLSConfigError
 
             try:
-                creator.reload(config.admin["tls"])
+                creator.reload(config.admin.tls)
             except TLSConfigError as exc:
                 problems.append(f"the admin listener keeps its old certificate: {exc}")
         kept = [n for n in old if n in new and n not in changed]
@@ -319,48 +294,13 @@ class Switchboard(OrderedMultiService):
     def writer(self) -> StoreWriter:
         return self.store.writer
 
-    def _add_listener(self, listener: dict) -> None:
-        name = listener["name"]
-        intake = Intake(
-            listener,
-            writer=self.writer,
-            pipeline=self.pipeline,
-            metrics=self.metrics,
-            clock=self.reactor,
-        )
-        intake.notify = self.delivery.wake
-        intake.sealer = self.sealer
-        self.intakes[name] = intake
-        if listener.get("mllp"):
-            tls = listener.get("tls")
-            factory = MLLPServerFactory(listener, intake, self.metrics, self.reactor, bool(tls))
-            wrapped = factory
-            if tls:
-                from engine.tls import wrap_server_factory
-
-                wrapped = wrap_server_factory(factory, tls)
-            svc = ListenerService(
-                serverFromString(self.reactor, listener["mllp"]), wrapped, listener["mllp"], factory
-            )
-            svc.tls_creator = getattr(wrapped, "tls_creator", None)
-        else:
-            from engine.sources.file_drop import FileDropService
-
-            svc = FileDropService(
-                listener,
-                intake=intake,
-                writer=self.writer,
-                metrics=self.metrics,
-                clock=self.reactor,
-                reactor=self.reactor,
-            )
-        svc.setName(name)
-        self.listeners[name] = svc
+    def _add_listener(self, listener) -> None:
+        svc = REGISTRY.cls("source", listener.kind)(listener, self.ctx)
+        self.listeners[listener.name] = svc
         try:
             svc.setServiceParent(self.listening)  # starts it at once when running (reload)
         except Exception:
-            self.listeners.pop(name, None)
-            self.intakes.pop(name, None)
+            self.listeners.pop(listener.name, None)
             if svc.parent is not None:
                 svc.disownServiceParent()
             raise
@@ -398,14 +338,13 @@ class Switchboard(OrderedMultiService):
         gauge = self.metrics.certificate_expiry
         files = []
         for listener in self.config.listeners:
-            tls = listener.get("tls") or {}
-            files += [(listener["name"], "server", tls.get("cert")),
-                      (listener["name"], "client_ca", tls.get("client_ca"))]  # fmt: skip
+            if listener.tls:
+                files += [(listener.name, "server", listener.tls.cert),
+                          (listener.name, "client_ca", listener.tls.client_ca)]  # fmt: skip
         for name, channel in self.pipeline.channels.items():
             for target in channel.targets:
-                tls = target.destination.config.get("tls") or {}
-                files += [(f"{name}/{target.destination.name}", "client", tls.get("cert")),
-                          (f"{name}/{target.destination.name}", "ca", tls.get("ca"))]  # fmt: skip
+                owner = f"{name}/{target.destination.name}"
+                files += [(owner, role, path) for role, path in target.destination.certificates()]
         for owner, kind, path in files:
             if not path:
                 continue
@@ -418,5 +357,4 @@ class Switchboard(OrderedMultiService):
 
     def port_of(self, name: str) -> int:
         """The TCP port a listener (or 'admin') is bound to; for tests and port 0 configs."""
-        svc = self.admin if name == "admin" else self.listeners[name]
-        return svc._waitingForPort.result.getHost().port
+        return (self.admin if name == "admin" else self.listeners[name]).port

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.conditions import compile_condition
-from engine.config.errors import ConfigError, Problem
+from engine.config.errors import Problem
 from engine.config.validation import has_invalid
-from engine.destinations import DESTINATION_KINDS, Destination, Rendered
+from engine.destinations.base import Destination, Rendered
 from engine.hl7.ack import AckError
 from engine.hl7.message import Message
-from engine.steps import STEP_KINDS, RunContext, Runtime, Step, StepBuildError, StepError
+from engine.steps import RunContext, Step, StepBuildError, StepError
 
 PASSED, FILTERED, ERRORED = "passed", "filtered", "errored"
 
@@ -122,62 +122,44 @@ class Channel:
         return True
 
 
-def _build_steps(specs, runtime, config, base_path, problems) -> list[Step]:
+def _build_steps(specs, ctx, config, base_path, problems) -> list[Step]:
     steps = []
-    for index, spec in enumerate(specs or []):
-        if has_invalid(spec):
+    for index, step in enumerate(specs or []):
+        if has_invalid(step):
             continue  # validation reported it
-        cls = STEP_KINDS[spec["kind"]]
         try:
-            steps.append(cls(spec["config"], runtime))
+            steps.append(ctx.registry.cls("step", step.kind)(step.config, ctx))
         except StepBuildError as exc:
             path = (*base_path, index, "config")
             if exc.key:
                 path = (*path, exc.key)
-            problems.append(config.problem(path, f"step {index + 1} ({spec['kind']}): {exc}"))
+            problems.append(config.problem(path, f"step {index + 1} ({step.kind}): {exc}"))
     return steps
 
 
-def _build(config, runtime: Runtime, problems: list[Problem]) -> dict[str, Channel]:
-    """Build every channel, step and destination that validated (the rest was reported by
-    validation); a build problem goes to `problems` at its file:line:column."""
+def build_channels(config, ctx, problems: list[Problem]) -> dict[str, Channel]:
+    """Build every channel, step and destination of ``config`` that validated (the rest was
+    reported by validation) with ``ctx`` (engine.context.Context: registry, base dir,
+    tables, metrics, fresh_modules); a build problem goes to ``problems`` at its
+    file:line:column."""
     channels: dict[str, Channel] = {}
     for name, ch in config.channels.items():
-        steps = _build_steps(ch["steps"], runtime, config, ("channels", name, "steps"), problems)
+        steps = _build_steps(ch.steps, ctx, config, ("channels", name, "steps"), problems)
         targets = []
-        for d_index, dcfg in enumerate(ch["destinations"] or []):
+        for d_index, dcfg in enumerate(ch.destinations or []):
             if has_invalid(dcfg):
                 continue
-            cls = DESTINATION_KINDS[dcfg["kind"]]
             d_steps = _build_steps(
-                dcfg.get("steps"), runtime, config,
+                dcfg.steps, ctx, config,
                 ("channels", name, "destinations", d_index, "steps"), problems,
             )  # fmt: skip
-            when = compile_condition(dcfg["when"]) if dcfg.get("when") else None
+            when = compile_condition(dcfg.when) if dcfg.when else None
             try:
-                destination = cls({**dcfg, "_base_dir": config.base_dir})
+                destination = ctx.registry.cls("destination", dcfg.kind)(dcfg, ctx)
             except ValueError as exc:  # e.g. a template with a bad field path
                 path = ("channels", name, "destinations", d_index)
-                problems.append(config.problem(path, f"destination '{dcfg['name']}': {exc}"))
+                problems.append(config.problem(path, f"destination '{dcfg.name}': {exc}"))
                 continue
-            targets.append(_Target(destination, d_steps, when, bool(dcfg.get("flagged_only"))))
+            targets.append(_Target(destination, d_steps, when, dcfg.flagged_only))
         channels[name] = Channel(name, steps, targets)
     return channels
-
-
-def build_channels(config, runtime: Runtime) -> dict[str, Channel]:
-    """Build every channel of a validated config; raises ConfigError for build problems."""
-    problems: list[Problem] = []
-    channels = _build(config, runtime, problems)
-    if problems:
-        raise ConfigError(problems)
-    return channels
-
-
-def channel_problems(config) -> list[Problem]:
-    """The build problems of a config, which may have failed validation in places: what
-    validated is built and thrown away (functions import, tables and stylesheets load).
-    A transforms module the engine already runs is checked without being changed."""
-    problems: list[Problem] = []
-    _build(config, Runtime(base_dir=config.base_dir, checking=True), problems)
-    return problems

@@ -1,4 +1,4 @@
-"""Compile validated conditions (see engine.config.hl7types) into predicates on a Message."""
+"""Compile validated conditions (see engine.hl7.fieldtypes) into predicates on a Message."""
 
 from __future__ import annotations
 

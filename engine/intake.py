@@ -19,7 +19,7 @@ from engine.hl7.header import Header, NoUsableHeader, normalize_segments, read_h
 from engine.hl7.message import Message
 from engine.logging import get_logger
 from engine.message_row import _children, _patient_id, dedup_key, fingerprint_parts
-from engine.store.crypto import NULL_SEALER, seal_row
+from engine.store.crypto import seal_row
 from engine.store.retention import METADATA_ONLY, message_mode, storage_mode_rows
 from engine.store.schema import ERRORED as ERRORED_STATUS
 from engine.store.schema import FILTERED as FILTERED_STATUS
@@ -62,7 +62,7 @@ class _LazyMessage:
         return self._message
 
 
-def apply_channels(a: Assessment, pipeline, listener: dict) -> None:
+def apply_channels(a: Assessment, pipeline, listener) -> None:
     """Run the routed channels and fold their outcome into status, ACK code and ERRs.
 
     A step error keeps the message (status errored, with channel, step and reason); in
@@ -72,7 +72,7 @@ def apply_channels(a: Assessment, pipeline, listener: dict) -> None:
     """
     if a.status != ROUTED or not pipeline.channels:
         return
-    name = listener["name"]
+    name = listener.name
     channels = [pipeline.channels[ch] for ch in a.channels]
     if all(ch.empty for ch in channels):  # nothing to run: no need to parse the message
         a.results = [ChannelResult(ch.name, PASSED) for ch in channels]
@@ -85,7 +85,7 @@ def apply_channels(a: Assessment, pipeline, listener: dict) -> None:
         first = errored[0]
         a.reason = f"channel {first.channel} step {first.step} ({first.step_kind}): {first.reason}"
         a.reason_code = "step_error"
-        if listener.get("ack", "on_receipt") == "after_routing":
+        if listener.ack == "after_routing":
             a.code = "AE"
             for r in errored:
                 where = f"channel {r.channel} step {r.step} ({r.step_kind})"
@@ -94,12 +94,12 @@ def apply_channels(a: Assessment, pipeline, listener: dict) -> None:
         a.status = FILTERED_STATUS
 
 
-def assess(payload: bytes, listener: dict, router=None) -> Assessment:
+def assess(payload: bytes, listener, router=None) -> Assessment:
     """Decide status and ACK code for one payload (protocol.md sections B and C), before
     channels run (see :func:`apply_channels`)."""
-    norm = normalize_segments(payload) if listener.get("normalize_newlines", True) else payload
+    norm = normalize_segments(payload) if listener.normalize_newlines else payload
     try:
-        header = read_header(norm, listener.get("charset", "iso-8859-1"))
+        header = read_header(norm, listener.charset)
     except NoUsableHeader as exc:
         return Assessment(None, REJECTED, str(exc), "no_msh")
     a = Assessment(header, REJECTED, norm=norm)
@@ -117,12 +117,12 @@ def assess(payload: bytes, listener: dict, router=None) -> Assessment:
         )
     if not header.message_type:
         a.errors.append(AckError(101, "MSH-9 message type is empty", "MSH", 9))
-    versions = listener.get("versions")
+    versions = listener.versions
     if versions and header.version not in versions:
         a.errors.append(
             AckError(203, f"version {header.version!r} is not accepted here", "MSH", 12)
         )
-    pids = listener.get("processing_ids")
+    pids = listener.processing_ids
     if pids and header.processing_id not in pids:
         a.errors.append(
             AckError(202, f"processing id {header.processing_id!r} is not accepted here", "MSH", 11)
@@ -138,12 +138,12 @@ def assess(payload: bytes, listener: dict, router=None) -> Assessment:
         a.reason_code = f"err_{a.errors[0].code}"
         return a
     a.message = _LazyMessage(payload, header.charset)
-    a.channels = router.channels_for(listener["name"], header, a.message) if router else []
+    a.channels = router.channels_for(listener.name, header, a.message) if router else []
     if a.channels:
         a.status, a.code = ROUTED, "AA"
     else:
         a.status, a.code = UNROUTED, "AA"
-        if listener.get("ack", "on_receipt") == "after_routing":
+        if listener.ack == "after_routing":
             kind = f"type {header.message_type}"
             if header.trigger:
                 kind += f" trigger {header.trigger}"
@@ -171,25 +171,28 @@ def ack_code_to_send(a: Assessment, enhanced_ack: bool = True) -> str | None:
 
 
 class Intake:
-    """Per-listener intake: assess, route, store durably, then answer."""
+    """Per-listener intake: assess, route, store durably, then answer.
 
-    sealer = NULL_SEALER  # engine.store.crypto: raw, ack and payloads sealed at rest
+    Built as ``Intake(listener settings, ctx)``: the context gives the store writer, the
+    current pipeline (a callable: a reload swaps it whole), ``notify`` (deliveries committed),
+    the sealer (raw, ack and payloads sealed at rest), metrics and the clock."""
 
-    def __init__(self, listener: dict, *, writer, pipeline, metrics, clock):
+    def __init__(self, listener, ctx):
         self.listener = listener
-        self.name = listener["name"]
-        self.writer = writer
-        self.pipeline = pipeline  # swapped whole on reload
-        self.notify = None  # callable(set of (channel, destination)) once deliveries commit
-        self.clock = clock
-        self.window = float(listener.get("duplicate_window") or 0)
-        self.enhanced_ack = listener.get("enhanced_ack", True)
-        self.on_conflict = listener.get("on_conflicting_duplicate") or "reject"
+        self.name = listener.name
+        self.writer = ctx.writer
+        self._pipeline = ctx.pipeline
+        self.notify = ctx.notify  # callable(set of (channel, destination)) or None
+        self.sealer = ctx.sealer
+        self.clock = ctx.clock
+        self.window = float(listener.duplicate_window or 0)
+        self.enhanced_ack = listener.enhanced_ack
+        self.on_conflict = listener.on_conflicting_duplicate
         # the row's policy for the store writer (engine.store.dedup); None: the first ACK
         self._conflict_policy = {"ack_first": None, "process": _store_as_is,
                                  "reject": self._reject_conflict}[self.on_conflict]  # fmt: skip
         self.log = get_logger("intake", listener=self.name)
-        m = metrics
+        m = ctx.metrics
         self.m_received = m.received.labels(self.name)
         self.m_dup = m.duplicates.labels(self.name)
         self.m_conflicts = m.conflicting_duplicates.labels(self.name, self.on_conflict)
@@ -202,6 +205,11 @@ class Intake:
         self._channel_children: dict[tuple[str, str], object] = {}
         self._ack_children: dict[str, object] = {}
         self._step_errors = m.step_errors
+
+    @property
+    def pipeline(self):
+        """The routes and channels a message goes through now (swapped whole on reload)."""
+        return self._pipeline()
 
     # building rows ---------------------------------------------------------------------
     def prepare(self, payload: bytes, peer: str, peer_cert: str | None = None):

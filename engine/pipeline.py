@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.channel import Channel, build_channels
+from engine.channel import Channel
 from engine.config import Config
 from engine.router import Router
-from engine.steps import Runtime
 
 
 @dataclass(frozen=True)
@@ -21,13 +20,12 @@ class Pipeline:
     storage: dict[str, str | None] = field(default_factory=dict)  # channel -> storage mode
     default_storage: str = "everything"
 
-
-def build_pipeline(config: Config, metrics=None, reloading: bool = False) -> Pipeline:
-    """Routes and channels of a validated config; raises ConfigError for build problems."""
-    runtime = Runtime(base_dir=config.base_dir, metrics=metrics, reloading=reloading)
-    return Pipeline(
-        Router(config.routes),
-        build_channels(config, runtime),
-        storage={name: ch.get("storage") for name, ch in config.channels.items()},
-        default_storage=config.store_options.get("storage", "everything"),
-    )
+    @classmethod
+    def of(cls, config: Config, channels: dict[str, Channel]) -> Pipeline:
+        """The routes of a validated config with its built channels (engine.components)."""
+        return cls(
+            Router(config.routes),
+            channels,
+            storage={name: ch.storage for name, ch in config.channels.items()},
+            default_storage=config.store_options.storage,
+        )

@@ -58,19 +58,18 @@ class Route:
 
 
 class Router:
-    def __init__(self, routes: list[dict]):
+    def __init__(self, routes: list):
+        """Routes from their validated settings (engine.config.routes_spec.ROUTE)."""
         self.routes = tuple(
             Route(
-                name=r.get("name") or f"route {i + 1}",
+                name=r.name or f"route {i + 1}",
                 conditions=tuple(
                     (k, frozenset(v if isinstance(v, list) else [v]))
-                    for k, v in (r.get("match") or {}).items()
-                    if k in MATCH_KEYS and v is not None
+                    for k in MATCH_KEYS
+                    if (v := getattr(r.match, k)) is not None
                 ),
-                when=compile_condition(r["match"]["when"])
-                if (r.get("match") or {}).get("when")
-                else None,
-                to=tuple(r["to"] if isinstance(r["to"], list) else [r["to"]]),
+                when=compile_condition(r.match.when) if r.match.when else None,
+                to=tuple(r.to if isinstance(r.to, list) else [r.to]),
             )
             for i, r in enumerate(routes)
         )

@@ -30,15 +30,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, load_config
+from engine.components import load
+from engine.config import ConfigError
 from engine.config.channel_spec import peek_text
 from engine.config.errors import Problem, display_path
 from engine.config.loader import Location, load_yaml
+from engine.config.routes_spec import LISTENER_FIELDS, ROUTE
+from engine.config.spec import Spec
 from engine.config.validation import At, Ctx
+from engine.context import Context
 from engine.intake import ack_code_to_send, apply_channels, assess
-from engine.pipeline import Pipeline, build_pipeline
+from engine.pipeline import Pipeline
 from engine.router import Router
 from engine.testing_spec import test_file_spec
+
+# A test without `listener:` is taken in as by an after_routing listener that routes every
+# message to the channel under test.
+_TEST_LISTENER = Spec("listener", "", LISTENER_FIELDS).build(
+    {"name": "test", "ack": "after_routing"}
+)
 
 
 @dataclass
@@ -133,9 +143,9 @@ def _run_file(file: Path, report: Report, cache: dict) -> None:
         report.problems.extend(problems)  # a test file with errors runs no test
         return
     config, pipeline = loaded
-    for index, test in enumerate(spec["tests"]):
+    for index, test in enumerate(spec.tests):
         where = ("tests", index)
-        label = f"{channel} / {test['name']}"
+        label = f"{channel} / {test.name}"
         failures = _run_one(file, test, channel, config, pipeline, lambda p, w=where: loc((*w, *p)))
         if failures:
             report.failures.extend(Failure(location, label, msg) for location, msg in failures)
@@ -149,8 +159,7 @@ def _load(config_path: Path, cache: dict, report: Report) -> tuple[Any, Pipeline
     key = config_path.resolve()
     if key not in cache:
         try:
-            config = load_config(config_path)
-            cache[key] = (config, build_pipeline(config))
+            cache[key] = load(config_path, Context(fresh_modules={}))
         except ConfigError as exc:
             report.problems.extend(exc.problems)
             cache[key] = None
@@ -158,29 +167,29 @@ def _load(config_path: Path, cache: dict, report: Report) -> tuple[Any, Pipeline
 
 
 def _payload(file: Path, test: dict) -> bytes:
-    source = test["input"]
-    if source.get("file"):
-        return (file.parent / source["file"]).read_bytes()
-    text = source["text"].replace("\r\n", "\r").replace("\n", "\r")
+    source = test.input
+    if source.file:
+        return (file.parent / source.file).read_bytes()
+    text = source.text.replace("\r\n", "\r").replace("\n", "\r")
     return (text if text.endswith("\r") else text + "\r").encode("utf-8")
 
 
 def _run_one(file, test, channel, config, pipeline, loc) -> list[tuple[Location, str]]:
-    expect = test["expect"]
+    expect = test.expect
     fails: list[tuple[Location, str]] = []
     try:
         payload = _payload(file, test)
     except OSError as exc:
         return [(loc(("input", "file")), f"cannot read input: {exc.strerror}")]
-    if test.get("listener"):
+    if test.listener:
         try:
-            listener = config.listener(test["listener"])
+            listener = config.listener(test.listener)
         except KeyError:
-            return [(loc(("listener",)), f"no listener named '{test['listener']}'")]
+            return [(loc(("listener",)), f"no listener named '{test.listener}'")]
         used = pipeline
     else:
-        listener = {"name": "test", "ack": "after_routing", "charset": "iso-8859-1"}
-        used = Pipeline(Router([{"match": {}, "to": [channel]}]), pipeline.channels)
+        listener = _TEST_LISTENER
+        used = Pipeline(Router([ROUTE.build({"to": [channel]})]), pipeline.channels)
     a = assess(payload, listener, used.router)
     apply_channels(a, used, listener)
     result = next((r for r in a.results if r.channel == channel), None)
@@ -193,7 +202,7 @@ def _run_one(file, test, channel, config, pipeline, loc) -> list[tuple[Location,
             )
         )
     if "ack" in expect:
-        got = ack_code_to_send(a, listener.get("enhanced_ack", True)) or "none"
+        got = ack_code_to_send(a, listener.enhanced_ack) or "none"
         if got != expect["ack"]:
             detail = f" ({a.reason})" if a.reason else ""
             fails.append(
@@ -246,22 +255,22 @@ def _at(result) -> str:
 def _check_output(dest, want, out, result, loc) -> list[tuple[Location, str]]:
     fails = []
     message = result.by_destination.get(dest)
-    for path, expected in (want.get("fields") or {}).items():
+    for path, expected in (want.fields or {}).items():
         got = message.get(path) if message is not None else None
         if (got or "") != expected:  # '' expects an empty or absent value
             fails.append((loc(("fields", path)),
                           f"{dest} {path}: expected {expected!r}, got {got!r}"))  # fmt: skip
-    if want.get("text") is not None:
+    if want.text is not None:
         body = out.payload.decode("utf-8", errors="replace")
-        if want["text"] not in body:
-            fails.append((loc(("text",)), f"{dest}: body does not contain {want['text']!r}"))
-    if want.get("contains") is not None:
+        if want.text not in body:
+            fails.append((loc(("text",)), f"{dest}: body does not contain {want.text!r}"))
+    if want.contains is not None:
         try:
             body = json.loads(out.payload)
         except ValueError:
             fails.append((loc(("contains",)), f"{dest}: the output is not JSON"))
         else:
-            missing = _missing(want["contains"], body, "")
+            missing = _missing(want.contains, body, "")
             if missing:
                 fails.append((loc(("contains",)), f"{dest}: {missing}"))
     return fails

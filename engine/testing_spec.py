@@ -15,11 +15,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.config import Field, Spec, json_schema
 from engine.config.channel_spec import plain_value
-from engine.config.containers import ListOf, StrOrList
-from engine.config.hl7types import FieldPath
+from engine.config.fieldtypes import ListOf, StrOrList
 from engine.config.scalars import Bool, Enum, String
 from engine.config.spec import JSON_SCHEMA_DIALECT, Nested
 from engine.config.validation import At, Ctx, FieldType, did_you_mean, node_kind, quoted_list
+from engine.hl7.fieldtypes import FieldPath
 from engine.hl7.path import PathError, parse_path
 
 ACKS = ("AA", "AE", "AR", "CA", "CE", "CR", "none")
@@ -118,8 +118,8 @@ class _Expect(FieldType):
         if not isinstance(node, MappingNode):
             return self.wrong_type(node, ctx, at)
         known = [(k, v) for k, v in node.value if k.value in EXPECT.keys]
-        out = EXPECT.validate(MappingNode(node.tag, known), ctx, at, at.where) or {}
-        out = {k: v for k, v in out.items() if v is not None}
+        given = EXPECT.validate(MappingNode(node.tag, known), ctx, at, at.where)
+        out = {k: v for k, v in (given.as_dict() if given else {}).items() if v is not None}
         outputs = {}
         for key, value in node.value:
             if key.value in EXPECT.keys:

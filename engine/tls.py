@@ -1,12 +1,9 @@
 """TLS for listeners and destinations: context factories, wrapping and peer certificates.
 
-A listener's TLS settings are a validated dict::
-
-    {"cert": "server.pem",        # PEM; the leaf first, then any intermediate certificates
-     "key": "server.key",         # unencrypted PEM private key matching the leaf
-     "client_ca": "ca.pem",       # PEM CA certificate(s) for client certificates, or None
-     "require_client_cert": "none" | "want" | "require",
-     "min_version": "1.2" | "1.3"}
+A listener's TLS settings are its validated ``tls`` settings (engine.config.routes_spec.TLS):
+``cert`` (PEM; the leaf first, then any intermediate certificates), ``key`` (unencrypted PEM
+private key matching the leaf), ``client_ca`` (PEM CA certificate(s) for client certificates,
+or None), ``require_client_cert`` (none, want, require) and ``min_version`` (1.2, 1.3).
 
 Client authentication follows Camel's NONE/WANT/REQUIRE: ``none`` never asks for a client
 certificate; ``want`` asks, verifies a presented certificate against ``client_ca`` (a bad one
@@ -20,7 +17,6 @@ TLS handshake loses its own connection only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -129,20 +125,21 @@ def _tls_version(min_version: str) -> Any:
         ) from None
 
 
-def server_context_factory(tls: Mapping[str, Any]) -> CertificateOptions:
-    """Server-side TLS options for a listener (see the module docstring for ``tls``)."""
-    mode = tls.get("require_client_cert") or "none"
+def server_context_factory(tls: Any) -> CertificateOptions:
+    """Server-side TLS options for a listener (``tls``: its validated tls settings, see
+    engine.config.routes_spec.TLS)."""
+    mode = tls.require_client_cert or "none"
     if mode not in CLIENT_CERT_MODES:
         raise TLSConfigError(
             f"require_client_cert {mode!r} is not supported; use one of "
             f"{', '.join(CLIENT_CERT_MODES)}"
         )
-    minimum = _tls_version(tls.get("min_version") or "1.2")
-    certificate, key, extra_chain = _load_identity(tls["cert"], tls["key"])
+    minimum = _tls_version(tls.min_version)
+    certificate, key, extra_chain = _load_identity(tls.cert, tls.key)
 
     ca_certs: list[crypto.X509] | None = None
     if mode != "none":
-        client_ca = tls.get("client_ca")
+        client_ca = tls.client_ca
         if not client_ca:
             raise TLSConfigError(
                 f"require_client_cert is {mode!r} but no client_ca is set; set client_ca to "
@@ -165,7 +162,7 @@ def server_context_factory(tls: Mapping[str, Any]) -> CertificateOptions:
         # Build the OpenSSL context now so that bad settings fail at start-up, not per connection.
         options.getContext()
     except SSL.Error as e:
-        raise TLSConfigError(f"OpenSSL rejected the TLS settings for {tls['cert']}: {e}") from e
+        raise TLSConfigError(f"OpenSSL rejected the TLS settings for {tls.cert}: {e}") from e
     return options
 
 
@@ -175,10 +172,10 @@ class ReloadableServerTLS:
     (SIGHUP, switchboard reload): new connections use the new ones, established connections
     keep theirs."""
 
-    def __init__(self, tls: Mapping[str, Any]):
+    def __init__(self, tls: Any):
         self.options = server_context_factory(tls)
 
-    def reload(self, tls: Mapping[str, Any]) -> None:
+    def reload(self, tls: Any) -> None:
         """Read the files again; on any problem raise TLSConfigError and keep the old ones."""
         self.options = server_context_factory(tls)
 
@@ -186,13 +183,16 @@ class ReloadableServerTLS:
         return SSL.Connection(self.options.getContext(), None)
 
 
-def wrap_server_factory(factory: IProtocolFactory, tls: Mapping[str, Any]) -> TLSMemoryBIOFactory:
-    """``factory`` speaking TLS: listen on any plain server endpoint with the result. Its
-    ``tls_creator`` (a ReloadableServerTLS) reloads the certificate."""
+def serve_tls(factory: IProtocolFactory, tls: Any) -> tuple[TLSMemoryBIOFactory, Any]:
+    """``factory`` speaking TLS (listen on any plain server endpoint with it), and its
+    ReloadableServerTLS, which reads the certificate again on reload."""
     creator = ReloadableServerTLS(tls)
-    wrapped = TLSMemoryBIOFactory(creator, False, factory)
-    wrapped.tls_creator = creator
-    return wrapped
+    return TLSMemoryBIOFactory(creator, False, factory), creator
+
+
+def wrap_server_factory(factory: IProtocolFactory, tls: Any) -> TLSMemoryBIOFactory:
+    """``factory`` speaking TLS, when nothing reloads its certificate."""
+    return serve_tls(factory, tls)[0]
 
 
 def _utc_iso(moment: datetime) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from engine.config import load_config
+from engine.components import load
+from engine.context import Context
 from engine.hl7.message import Message
 from engine.metrics import Metrics
-from engine.pipeline import build_pipeline
 
 ORU = (
     "MSH|^~\\&|LAB|QUEST|EPIC|HOSP|20240101||ORU^R01|C1|P|2.5\r"
@@ -36,9 +36,9 @@ def write_channel(tmp_path: Path, channel: str, routes: str = "", **files: str) 
 
 
 def pipeline(tmp_path: Path, channel: str, routes: str = "", **files: str):
-    config = load_config(write_channel(tmp_path, channel, routes, **files))
     metrics = Metrics()
-    return build_pipeline(config, metrics), metrics
+    _, built = load(write_channel(tmp_path, channel, routes, **files), Context(metrics=metrics))
+    return built, metrics
 
 
 def run(tmp_path: Path, channel: str, text: str = ORU, **files: str):

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 
 from engine.app import Switchboard
-from engine.config import load_config
+from engine.components import load_config
 from engine.mllp.client import BlockingMLLPClient
 from engine.store.schema import deliveries
 

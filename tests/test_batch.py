@@ -10,10 +10,11 @@ from engine.hl7.batch import Batch, BatchError, batch_ack, file_ack, split_file
 from engine.hl7.header import read_header
 from engine.intake import assess
 
+from . import settings
 from .conftest import samples_or_skip
 
 NOW = 1704110401.0  # 2024-01-01 12:00:01 UTC
-LISTENER = {"name": "drop", "charset": "iso-8859-1"}
+LISTENER = settings.listener(name="drop", charset="iso-8859-1")
 
 BHS = b"BHS|^~\\&|SND|SF|RCV|RF|20240101120000||||B1\r"
 M1 = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ADT^A01^ADT_A01|C1|P|2.5\rPID|1\r"
@@ -161,7 +162,7 @@ def test_zero_ack_batch_means_all_accepted():
 
 
 def test_batch_ack_lists_messages_not_accepted():
-    listener = {**LISTENER, "versions": ["2.5"]}
+    listener = LISTENER.replace(versions=["2.5"])
     bad = M2.replace(b"|P|2.5", b"|P|2.3")
     results = [assess(m, listener) for m in (M1, bad, M1)]
     lines = _lines(batch_ack(BHS, results, NOW))
@@ -185,7 +186,7 @@ def test_batch_ack_for_message_without_usable_msh():
 
 def test_file_ack_wraps_batches_and_counts_them():
     batch = split_file(sample("file_fhs_bhs_bts_fts_python-hl7.hl7"))
-    results = [assess(m, {**LISTENER, "versions": ["2.4"]}) for m in batch.messages]
+    results = [assess(m, LISTENER.replace(versions=["2.4"])) for m in batch.messages]
     lines = _lines(file_ack(batch, results, NOW))
     assert [x.split("|")[0] for x in lines if x[:3] not in ("MSH", "MSA", "ERR")] == [
         "FHS", "BHS", "BTS", "BHS", "BTS", "FTS",

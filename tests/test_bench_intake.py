@@ -16,7 +16,7 @@ sys.path.insert(0, str(BENCH))
 
 import mllp_intake  # noqa: E402
 
-from engine.config import load_config  # noqa: E402
+from engine.components import load_config  # noqa: E402
 
 
 def test_the_defaults_run_senders_that_wait_for_each_ack():
@@ -31,9 +31,9 @@ def test_the_engine_config_takes_every_connection_of_a_scenario(tmp_path):
     text = mllp_intake.engine_config(args, tmp_path, 128, port=2575, admin=8480)
     (tmp_path / "bench.yaml").write_text(text)
     config = load_config(tmp_path / "bench.yaml")
-    assert config.listeners[0]["max_connections"] >= 129  # 128 and the probe
-    assert config.store_options["checkpoint_rows"] == 600
-    assert config.store_options["synchronous"] == "full"
+    assert config.listeners[0].max_connections >= 129  # 128 and the probe
+    assert config.store_options.checkpoint_rows == 600
+    assert config.store_options.synchronous == "full"
 
 
 def run(scenario: str, kind: str, msg_per_s: float, p99_ms: float = 2.0):

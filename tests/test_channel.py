@@ -7,6 +7,7 @@ import pytest
 from engine.config import ConfigError
 from engine.hl7.message import Message
 
+from . import settings
 from .channel_harness import ORU, pipeline, run
 
 DEST = """
@@ -209,7 +210,7 @@ def test_route_when_condition(tmp_path):
       - {match: {type: ORU, when: {field: 'OBX[*]-3.1', equals: K}}, to: [ch]}
     """
     p, _ = pipeline(tmp_path, "name: ch\n", routes)
-    listener = {"name": "x"}
+    listener = settings.listener(name="x")
     assert assess(ORU.encode(), listener, p.router).channels == ["ch"]
     other = ORU.replace("K^Potassium", "NA^Sodium").encode()
     assert assess(other, listener, p.router).channels == []
@@ -220,7 +221,7 @@ def test_validate_failures_become_the_ae_err_list_in_after_routing(tmp_path):
     from engine.intake import ack_code_to_send, apply_channels, assess
 
     p, _ = pipeline(tmp_path, "name: ch\nsteps:\n  - validate: {}\n" + DEST)
-    listener = {"name": "x", "ack": "after_routing"}
+    listener = settings.listener(name="x", ack="after_routing")
     bad = ORU.replace("PID|1||123^^^H^MR||DOE^JOHN", "PID|1||123^^^H^MR||DOE^JOHN||notadate")
     a = assess(bad.encode(), listener, p.router)
     apply_channels(a, p, listener)

@@ -20,6 +20,8 @@ from engine.store.schema import messages
 from engine.store.writer import StoreWriter
 from tests.test_store import DAY, row
 
+from .settings import store_options
+
 
 @pytest_twisted.inlineCallbacks
 def wait_for(predicate, timeout: float = 10.0):
@@ -115,7 +117,7 @@ def test_a_failed_checkpoint_is_logged_and_the_next_one_still_runs():
     ],
 )
 def test_store_service_uses_a_checkpointer_for_sqlite_files_only(tmp_path, url, options, every):
-    svc = StoreService(url.format(tmp=tmp_path), options, reactor, Metrics())
+    svc = StoreService(url.format(tmp=tmp_path), store_options(**options), reactor, Metrics())
     try:
         ckpt = svc.writer.checkpointer
         assert (ckpt.every_rows if ckpt else None) == every

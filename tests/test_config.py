@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, Problem, Registry, summary
+from engine.config import ConfigError, Problem, summary
 from engine.config import load_config as _load_config
+from engine.config.spec import plain
+
+from .settings import config_registry
 
 STORE_DEFAULTS = {
     "stop_timeout": 10.0,
@@ -21,9 +24,9 @@ STORE_DEFAULTS = {
 
 
 def load_config(path, **kw):
-    """The config layer alone: no step or destination kinds registered (those have their own
-    tests), so channel contents are taken as written."""
-    kw.setdefault("registry", Registry())
+    """The config layer alone: the engine's listener sources, no step or destination kinds
+    (those have their own tests), so channel contents are taken as written."""
+    kw.setdefault("registry", config_registry())
     return _load_config(path, **kw)
 
 
@@ -62,16 +65,20 @@ def test_complete_example_loads_with_defaults_filled(basic: Path) -> None:
     assert config.path == basic / "routes.yaml"
     assert config.base_dir == basic
     assert config.store == f"sqlite:///{basic}/var/switchboard.db"
-    assert config.store_options == {
+    assert plain(config.store_options) == {
         "synchronous": "normal", "max_batch": 500, "inline_commit": True, "checkpoint_rows": 300,
         "gather_time": 0.002, "pool_size": 5,
         "lease_ttl": 15.0, "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.channels_dir == basic / "channels"
-    assert config.admin == {"listen": "tcp:8481:interface=127.0.0.1", "token": None, "tls": None}
-    assert config.logging == {"level": "debug", "format": "auto"}
+    assert plain(config.admin) == {
+        "listen": "tcp:8481:interface=127.0.0.1",
+        "token": None,
+        "tls": None,
+    }
+    assert plain(config.logging) == {"level": "debug", "format": "auto"}
 
     lab, drop = config.listeners
-    assert lab == {
+    assert plain(lab) == {
         "name": "lab-in",
         "mllp": "tcp:2575",
         "directory": None,
@@ -101,7 +108,7 @@ def test_complete_example_loads_with_defaults_filled(basic: Path) -> None:
         "settle_time": None,
         "pattern": None,
     }
-    assert drop == {
+    assert plain(drop) == {
         "name": "drop",
         "mllp": None,
         "directory": basic / "drop/in",
@@ -132,7 +139,7 @@ def test_routes_and_channels_of_the_complete_example(basic: Path) -> None:
 
     keys = "listener type trigger sending_application sending_facility version processing_id when"
     no_match = dict.fromkeys(keys.split())
-    assert config.routes == [
+    assert plain(config.routes) == [
         {"name": None, "match": {**no_match, "listener": ["lab-in"], "type": ["ORU"]},
          "to": ["lab-results"]},
         {"name": "all-adt",
@@ -142,15 +149,15 @@ def test_routes_and_channels_of_the_complete_example(basic: Path) -> None:
     ]  # fmt: skip
     assert sorted(config.channels) == ["adt-to-fhir", "lab-results"]
     lab = config.channels["lab-results"]
-    assert lab["path"] == basic / "channels/lab-results.yaml"
-    assert lab["description"] == "Lab results to Epic"
-    assert lab["steps"] == [
+    assert config.channel_files["lab-results"] == basic / "channels/lab-results.yaml"
+    assert lab.description == "Lab results to Epic"
+    assert plain(lab.steps) == [
         {"kind": "filter", "config": {"field": "MSH-4", "in": ["QUEST", "LABCORP"]}},
         {"kind": "translate",
          "config": {"field": "OBX-3", "table": "lab-to-loinc", "keep_original": True}},
         {"kind": "python", "config": "transforms.lab:normalize_units"},
     ]  # fmt: skip
-    assert lab["destinations"] == [
+    assert plain(lab.destinations) == [
         {"name": "epic", "kind": None, "mllp": "tcp:epic.example.org:6661", "ack_timeout": "30s"}
     ]
 
@@ -194,17 +201,17 @@ def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     config = load_config(routes)
 
     assert config.store == f"sqlite:///{tmp_path}/var/switchboard.db"
-    assert config.store_options == {
+    assert plain(config.store_options) == {
         "synchronous": "full", "max_batch": 2000, "inline_commit": True, "checkpoint_rows": 300,
         "gather_time": 0.002, "pool_size": 5,
         "lease_ttl": 15.0, "poll_interval": 1.0, **STORE_DEFAULTS}  # fmt: skip
     assert config.admin is None
-    assert config.logging == {"level": "info", "format": "auto"}
+    assert plain(config.logging) == {"level": "info", "format": "auto"}
     assert config.routes == []
     assert config.channels == {}
     listener = config.listeners[0]
-    assert (listener["frame_timeout"], listener["max_frame_size"]) == (10.0, 16 * 1024 * 1024)
-    assert (listener["ack"], listener["charset"], listener["tls"]) == (
+    assert (listener.frame_timeout, listener.max_frame_size) == (10.0, 16 * 1024 * 1024)
+    assert (listener.ack, listener.charset, listener.tls) == (
         "on_receipt",
         "iso-8859-1",
         None,
@@ -220,7 +227,7 @@ def test_empty_routes_file_is_a_valid_empty_config(tmp_path: Path) -> None:
 def test_admin_is_off_unless_given(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "routes.yaml", "admin: null\n")).admin is None
     assert load_config(write(tmp_path, "routes.yaml", "logging: {}\n")).admin is None
-    assert load_config(write(tmp_path, "routes.yaml", "admin: {}\n")).admin == {
+    assert plain(load_config(write(tmp_path, "routes.yaml", "admin: {}\n")).admin) == {
         "listen": "tcp:8480:interface=127.0.0.1",
         "token": None,
         "tls": None,
@@ -288,12 +295,12 @@ def test_environment_variables_are_substituted(
     config = load_config(routes)
 
     assert config.store == "postgresql://sb:pw@db/sb"
-    assert config.admin == {"token": "t0ken", "listen": "tcp:2600", "tls": None}
-    assert config.listeners[0]["name"] == "a-x"
+    assert plain(config.admin) == {"token": "t0ken", "listen": "tcp:2600", "tls": None}
+    assert config.listeners[0].name == "a-x"
     # An unquoted value is typed after substitution: max_connections is an int.
-    assert config.listeners[0]["max_connections"] == 2600
+    assert config.listeners[0].max_connections == 2600
     # `$${` stands for a literal `${`.
-    assert config.channels["c"]["description"] == "costs ${SB_TOKEN} and t0ken"
+    assert config.channels["c"].description == "costs ${SB_TOKEN} and t0ken"
 
 
 def test_unset_environment_variable_is_an_error_at_its_value(

@@ -9,6 +9,9 @@ import pytest
 
 from engine.config import ConfigError, Field, Registry, Spec, load_config
 from engine.config.fieldtypes import Duration, EndpointString, FreeMapping, Int, String
+from engine.config.spec import plain
+
+from .settings import config_registry
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +32,8 @@ def errors(routes: str, registry: Registry | None = None, **channels: str) -> li
     for name, text in channels.items():
         write(f"channels/{name}.yaml", text)
     with pytest.raises(ConfigError) as caught:
-        load_config("routes.yaml", registry=registry or Registry())  # the config layer alone
+        # the config layer alone (listener sources; steps and destinations as given)
+        load_config("routes.yaml", registry=registry or config_registry())
     lines = caught.value.format().splitlines()
     return lines[:-1]
 
@@ -41,8 +45,9 @@ def listener(extra: str, name: str = "lab-in", source: str = 'mllp: "tcp:2575"')
 
 def registry() -> Registry:
     """Step and destination kinds as the step and destination modules would register them."""
-    reg = Registry()
-    reg.register_step(
+    reg = config_registry()
+    reg.add(
+        "step",
         "translate",
         Spec(
             "translate",
@@ -53,12 +58,14 @@ def registry() -> Registry:
             ),
         ),
     )
-    reg.register_step("set", FreeMapping())
-    reg.register_step(
+    reg.add("step", "set", FreeMapping())
+    reg.add(
+        "step",
         "python",
         Spec("python", "Call a function.", (Field("function", String()),), shorthand="function"),
     )
-    reg.register_destination(
+    reg.add(
+        "destination",
         "mllp",
         Spec(
             "mllp",
@@ -70,7 +77,8 @@ def registry() -> Registry:
             ),
         ),
     )
-    reg.register_destination(
+    reg.add(
+        "destination",
         "fhir",
         Spec("fhir", "POST FHIR bundles.", (Field("fhir", String(), required=True),)),
     )
@@ -105,10 +113,10 @@ def test_far_unknown_names_list_what_is_valid() -> None:
         "channels/a.yaml:3:5: unknown step kind 'zap' in step 1; step kinds: python, set, "
         "translate",
         "routes.yaml:4:5: unknown key 'when_idle' in listener 'lab-in'; valid keys: name, mllp, "
-        "directory, tls, ack, enhanced_ack, charset, versions, processing_ids, "
-        "duplicate_window, on_conflicting_duplicate, max_frame_size, frame_timeout, "
+        "directory, ack, enhanced_ack, charset, versions, processing_ids, duplicate_window, "
+        "on_conflicting_duplicate, normalize_newlines, tls, max_frame_size, frame_timeout, "
         "idle_timeout, max_connections, allow_addresses, allow_subjects, require_end_of_data, "
-        "normalize_newlines, poll_interval, settle_time, pattern",
+        "poll_interval, settle_time, pattern",
         "routes.yaml:6:21: unknown key 'feld' in 'when'; did you mean 'field'?",
         "routes.yaml:6:34: unknown key 'xx' in 'when'; valid keys: field, equals, not_equals, "
         "in, not_in, regex, exists, all, any, not",
@@ -262,17 +270,17 @@ def test_enums_take_the_text_written_even_where_yaml_reads_a_bool() -> None:
         """,
     )
 
-    config = load_config("routes.yaml")
+    config = load_config("routes.yaml", registry=config_registry())
 
-    assert config.store_options["synchronous"] == "off"
-    tls = [item["tls"] for item in config.listeners]
-    assert [(t["require_client_cert"], t["min_version"]) for t in tls] == [
+    assert config.store_options.synchronous == "off"
+    tls = [item.tls for item in config.listeners]
+    assert [(t.require_client_cert, t.min_version) for t in tls] == [
         ("require", "1.2"),
         ("none", "1.3"),
         ("want", "1.2"),
     ]
-    assert config.listeners[2]["processing_ids"] == ["P", "T"]
-    assert config.listeners[2]["ack"] == "after_routing"
+    assert config.listeners[2].processing_ids == ["P", "T"]
+    assert config.listeners[2].ack == "after_routing"
 
 
 def test_client_certificates_need_a_client_ca() -> None:
@@ -566,17 +574,18 @@ def test_registered_kinds_are_normalised(tmp_path: Path) -> None:
     )
     write("routes.yaml", "routes: [{to: lab}]\n")
 
-    channel = load_config("routes.yaml", registry=registry()).channels["lab"]
+    config = load_config("routes.yaml", registry=registry())
+    channel = config.channels["lab"]
 
-    assert channel["steps"] == [
+    assert plain(channel.steps) == [
         {"kind": "python", "config": {"function": "transforms.lab:fn"}},
         {"kind": "set", "config": {"MSH-5": "EPIC", "MSH-6": 12}},
     ]
-    assert channel["destinations"] == [
-        {"name": "epic", "kind": "mllp", "mllp": "tcp:epic:6661", "ack_timeout": 60.0,
-         "retry": None},
+    assert [d.kind for d in channel.destinations] == ["mllp"]
+    assert plain(channel.destinations) == [
+        {"name": "epic", "mllp": "tcp:epic:6661", "ack_timeout": 60.0, "retry": None},
     ]  # fmt: skip
-    assert channel["path"] == tmp_path / "channels/lab.yaml"
+    assert config.channel_files["lab"] == tmp_path / "channels/lab.yaml"
 
 
 def test_many_problems_in_one_pass() -> None:
@@ -602,7 +611,7 @@ def test_many_problems_in_one_pass() -> None:
 def test_the_count_line() -> None:
     write("routes.yaml", "logging: {level: loud}\n")
     with pytest.raises(ConfigError) as caught:
-        load_config("routes.yaml")
+        load_config("routes.yaml", registry=config_registry())
 
     assert caught.value.format("nothing was started.").splitlines()[-1] == (
         "1 error in 1 file; nothing was started."
@@ -612,7 +621,7 @@ def test_the_count_line() -> None:
 
 def test_int_spec_for_registered_kinds_is_declarative() -> None:
     reg = registry()
-    reg.register_step("delay", Spec("delay", "Wait.", (Field("ms", Int(min=0), default=0),)))
+    reg.add("step", "delay", Spec("delay", "Wait.", (Field("ms", Int(min=0), default=0),)))
     write("channels/lab.yaml", "name: lab\nsteps: [{delay: {}}, {delay: {ms: -1}}]\n")
     write("routes.yaml", "")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from engine.config import ConfigError, load_config
+from engine.components import load_config
+from engine.config import ConfigError
 from engine.mllp.client import BlockingMLLPClient
 
 from .engine_harness import in_thread, start_engine

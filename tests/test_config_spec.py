@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from engine.components import REGISTRY
 from engine.config import (
     ConfigError,
     Field,
     Problem,
     Registry,
     Spec,
-    default_registry,
     describe,
     describe_all,
     load_config,
@@ -27,10 +27,13 @@ from engine.config import (
 from engine.config.endpoints import Endpoint, parse_endpoint
 from engine.config.fieldtypes import FreeMapping, Int, ListOf, String, StrOrList
 from engine.config.loader import substitute
-from engine.config.routes_spec import LISTENER
-from engine.config.units import format_duration, format_size, parse_duration, parse_size
+from engine.config.routes_spec import LISTENER_FIELDS
+from engine.config.scalars import format_duration, format_size, parse_duration, parse_size
+
+from .settings import config_registry, listener_fields
 
 FIXTURES = Path(__file__).parent / "config_fixtures"
+ACK_FIELD = next(f for f in LISTENER_FIELDS if f.name == "ack")
 
 # units ---------------------------------------------------------------------------------
 
@@ -111,11 +114,11 @@ def test_durations_and_sizes_in_a_listener(tmp_path: Path) -> None:
         "  - {name: b, directory: in, poll_interval: 250ms, settle_time: '3'}\n"
     )
 
-    a, b = load_config(routes).listeners
+    a, b = load_config(routes, registry=config_registry()).listeners
 
-    assert (a["duplicate_window"], a["frame_timeout"], a["idle_timeout"]) == (0.0, 1.5, 5400.0)
-    assert a["max_frame_size"] == 1048576
-    assert (b["poll_interval"], b["settle_time"]) == (0.25, 3.0)
+    assert (a.duplicate_window, a.frame_timeout, a.idle_timeout) == (0.0, 1.5, 5400.0)
+    assert a.max_frame_size == 1048576
+    assert (b.poll_interval, b.settle_time) == (0.25, 3.0)
 
 
 # endpoints -----------------------------------------------------------------------------
@@ -229,15 +232,15 @@ def test_merge_keys_and_anchors(tmp_path: Path) -> None:
         """)
     )
 
-    a, b = load_config(routes).listeners
+    a, b = load_config(routes, registry=config_registry()).listeners
 
-    assert (b["name"], b["mllp"], b["ack"], b["charset"]) == (
+    assert (b.name, b.mllp, b.ack, b.charset) == (
         "b",
         "tcp:2",
         "after_routing",
         "utf-8",
     )
-    assert a["name"] == "a"
+    assert a.name == "a"
 
 
 def test_load_yaml_keeps_marks_and_reports_bad_bytes(tmp_path: Path) -> None:
@@ -262,7 +265,7 @@ def test_values_through_env_keep_the_location_of_the_value(
     (tmp_path / "routes.yaml").write_text('listeners:\n  - {name: a, mllp: "tcp:${SB_PORT}"}\n')
 
     with pytest.raises(ConfigError) as caught:
-        load_config("routes.yaml")
+        load_config("routes.yaml", registry=config_registry())
 
     assert caught.value.format().splitlines()[0] == (
         "routes.yaml:2:21: invalid endpoint 'tcp:not-a-number' for 'mllp': port must be a "
@@ -316,7 +319,7 @@ PLUGIN = Spec(
 
 def test_a_spec_validates_fills_defaults_and_normalises(tmp_path: Path) -> None:
     reg = Registry()
-    reg.register_step("plugin", PLUGIN)
+    reg.add("step", "plugin", PLUGIN)
     (tmp_path / "channels").mkdir()
     (tmp_path / "channels/c.yaml").write_text(
         "name: c\nsteps:\n  - plugin: {name: p, tags: one, env: {A: 1, B: x}}\n"
@@ -324,9 +327,9 @@ def test_a_spec_validates_fills_defaults_and_normalises(tmp_path: Path) -> None:
     )
     (tmp_path / "routes.yaml").write_text("")
 
-    steps = load_config(tmp_path / "routes.yaml", registry=reg).channels["c"]["steps"]
+    steps = load_config(tmp_path / "routes.yaml", registry=reg).channels["c"].steps
 
-    assert [step["config"] for step in steps] == [
+    assert [step.config.as_dict() for step in steps] == [
         {"name": "p", "count": 3, "tags": ["one"], "env": {"A": 1, "B": "x"}, "sizes": [1, 2]},
         {"name": "q", "count": 9, "tags": ["a", "b"], "env": None, "sizes": []},
     ]
@@ -334,13 +337,15 @@ def test_a_spec_validates_fills_defaults_and_normalises(tmp_path: Path) -> None:
 
 def test_registry_refuses_clashing_kinds() -> None:
     reg = Registry()
-    reg.register_step("plugin", PLUGIN)
-    reg.register_step("plugin", PLUGIN)  # the same spec again is harmless
+    reg.add("step", "plugin", PLUGIN)
+    reg.add("step", "plugin", PLUGIN)  # the same spec again is harmless
 
     with pytest.raises(ValueError, match="step kind 'plugin' is already registered"):
-        reg.register_step("plugin", FreeMapping())
+        reg.add("step", "plugin", FreeMapping())
     with pytest.raises(ValueError, match="needs a field named 'queue'"):
-        reg.register_destination("queue", PLUGIN)
+        reg.add("destination", "queue", PLUGIN)
+    with pytest.raises(ValueError, match="unknown role 'sink'"):
+        reg.add("sink", "queue", PLUGIN)
 
 
 def test_describe_renders_fields_defaults_and_examples() -> None:
@@ -363,9 +368,9 @@ def test_describe_renders_fields_defaults_and_examples() -> None:
 
 
 def test_describe_all_covers_routes_channels_and_registered_kinds() -> None:
-    reg = Registry()
-    reg.register_step("plugin", PLUGIN)
-    reg.register_step("set", FreeMapping())
+    reg = config_registry()
+    reg.add("step", "plugin", PLUGIN)
+    reg.add("step", "set", FreeMapping())
 
     text = describe_all(reg)
 
@@ -386,8 +391,8 @@ def test_describe_all_covers_routes_channels_and_registered_kinds() -> None:
     assert (
         "  on_conflicting_duplicate (one of ack_first, process, reject; default: reject)"
     ) in lines
-    for spec_field in LISTENER.fields:
-        assert any(line.startswith(f"  {spec_field.name} (") for line in lines), spec_field.name
+    for name in listener_fields():
+        assert any(line.startswith(f"  {name} (") for line in lines), name
 
 
 # JSON Schema ---------------------------------------------------------------------------
@@ -430,7 +435,7 @@ def check_schema(schema: Any, where: str = "#") -> None:
 
 
 def test_routes_json_schema_lists_every_listener_key() -> None:
-    schema = to_json_schema("routes")
+    schema = to_json_schema("routes", REGISTRY)
 
     check_schema(schema)
     assert json.loads(json.dumps(schema)) == schema
@@ -439,15 +444,15 @@ def test_routes_json_schema_lists_every_listener_key() -> None:
         "store", "store_options", "channels_dir", "listeners", "admin", "logging", "routes",
     }  # fmt: skip
     listener = schema["properties"]["listeners"]["items"]
-    assert list(listener["properties"]) == [spec_field.name for spec_field in LISTENER.fields]
+    assert list(listener["properties"]) == listener_fields()
     assert listener["required"] == ["name"]
     assert listener["oneOf"] == [{"required": ["mllp"]}, {"required": ["directory"]}]
     assert listener["dependentRequired"]["tls"] == ["mllp"]
     assert listener["dependentRequired"]["settle_time"] == ["directory"]
+    assert "after_routing: the ACK says what they made of it" in ACK_FIELD.description
     assert listener["properties"]["ack"] == {
         "enum": ["on_receipt", "after_routing"],
-        "description": "Send AA once the message is stored (on_receipt) or once channels ran "
-        "(after_routing).",
+        "description": ACK_FIELD.description,
         "default": "on_receipt",
     }
     conflict = listener["properties"]["on_conflicting_duplicate"]
@@ -457,9 +462,8 @@ def test_routes_json_schema_lists_every_listener_key() -> None:
     assert listener["properties"]["max_frame_size"]["default"] == "16MiB"
 
 
-def test_channel_json_schema_follows_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(default_registry, "steps", {})
-    empty = to_json_schema("channel")
+def test_channel_json_schema_follows_the_registry() -> None:
+    empty = to_json_schema("channel", Registry())
     check_schema(empty)
     assert empty["properties"]["steps"]["items"] == {
         "type": "object",
@@ -467,8 +471,10 @@ def test_channel_json_schema_follows_the_registry(monkeypatch: pytest.MonkeyPatc
         "maxProperties": 1,
     }
 
-    monkeypatch.setattr(default_registry, "steps", {"plugin": PLUGIN, "set": FreeMapping()})
-    schema = to_json_schema("channel")
+    reg = Registry()
+    reg.add("step", "plugin", PLUGIN)
+    reg.add("step", "set", FreeMapping())
+    schema = to_json_schema("channel", reg)
     check_schema(schema)
     branches = schema["properties"]["steps"]["items"]["oneOf"]
     assert [branch["required"] for branch in branches] == [["plugin"], ["set"]]
@@ -483,9 +489,9 @@ def test_channel_json_schema_follows_the_registry(monkeypatch: pytest.MonkeyPatc
 
 def test_json_schema_against_the_metaschema_and_the_example() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    routes = to_json_schema("routes")
+    routes = to_json_schema("routes", REGISTRY)
     jsonschema.Draft202012Validator.check_schema(routes)
-    jsonschema.Draft202012Validator.check_schema(to_json_schema("channel"))
+    jsonschema.Draft202012Validator.check_schema(to_json_schema("channel", REGISTRY))
     example = yaml.safe_load((FIXTURES / "basic/routes.yaml").read_text())
     assert list(jsonschema.Draft202012Validator(routes).iter_errors(example)) == []
 

@@ -139,7 +139,8 @@ def test_conflict_in_a_dropped_batch_file_is_in_its_batch_ack(tmp_path):
 
 
 def test_a_wrong_action_is_a_config_error(tmp_path):
-    from engine.config import ConfigError, load_config
+    from engine.components import load_config
+    from engine.config import ConfigError
 
     from .engine_harness import write_config
 

@@ -16,6 +16,8 @@ from engine.delivery.worker import DestinationWorker
 from engine.metrics import Metrics
 from engine.store.schema import deliveries, destination_state, messages
 
+from . import settings
+
 
 class SyncWriter:
     """Runs outcome statements at once in their own transaction (the real writer batches)."""
@@ -75,10 +77,15 @@ def setup(store_engine):
 
     def make(script=None, sender=None, writer=None, **config):
         sender = sender or ScriptedSender(script)
-        cfg = {"name": "out", "retry": {"max_attempts": 3, "backoff": 2.0, "max_backoff": 60.0},
-               **config}  # fmt: skip
+        cfg = {
+            "name": "out",
+            "file": "out",
+            "retry": {"max_attempts": 3, "backoff": 2.0, "max_backoff": 60.0},
+            **config,
+        }
         worker = DestinationWorker(
-            "ch", cfg, sender, queue=QueueStore(store_engine, "node-a"),
+            "ch", settings.destination("file", **cfg), sender,
+            queue=QueueStore(store_engine, "node-a"),
             writer=writer or SyncWriter(store_engine), clock=clock, metrics=Metrics(),
             run_db=lambda fn, *a: succeed(fn(*a)), rand=random.Random(1),
         )  # fmt: skip
@@ -307,7 +314,8 @@ def test_an_idle_sqlite_worker_writes_nothing_for_a_minute(tmp_path):
         return succeed(fn(*args))
 
     worker = DestinationWorker(
-        "ch", {"name": "out"}, ScriptedSender(), queue=QueueStore(engine, "node-a"),
+        "ch", settings.destination("file", name="out", file="out"), ScriptedSender(),
+        queue=QueueStore(engine, "node-a"),
         writer=SyncWriter(engine), clock=clock, run_db=run_db,
     )  # fmt: skip
     worker.startService()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config.units import parse_duration
+from engine.config.scalars import parse_duration
 from engine.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]

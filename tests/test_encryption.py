@@ -14,7 +14,8 @@ from twisted.internet.task import deferLater
 
 from engine.admin.search import message_detail
 from engine.app import Switchboard
-from engine.config import load_config
+from engine.components import load_config
+from engine.config.store_spec import ENCRYPTION
 from engine.delivery.queue import QueueStore
 from engine.message_row import fingerprint_parts
 from engine.mllp.client import BlockingMLLPClient
@@ -35,6 +36,7 @@ from engine.store.queries import get_message
 from engine.store.schema import deliveries, messages
 
 from .engine_harness import in_thread, settle, write_config
+from .settings import store_options
 
 KA, KB = os.urandom(32), os.urandom(32)
 MSG = b"MSH|^~\\&|SND|SF|RCV|RF|20240101||ADT^A01|C1|P|2.5\rPID|1||SECRET-MRN^^^H^MR||DOE^JANE\r"
@@ -124,19 +126,27 @@ def test_body_fingerprint_is_keyed_when_encryption_is_on():
     assert fingerprint_parts(b"MSH|^~\\&|A", "|") == (b"MSH|^~\\&|A",)  # short: all of it
 
 
+def options(enc: dict | None):
+    """store_options with these encryption settings, as given (some tests give bad ones)."""
+    if enc is None:
+        return store_options()
+    return store_options().replace(encryption=ENCRYPTION.settings({"enabled": True, **enc}))
+
+
 def test_sealer_from_options(tmp_path):
-    assert sealer_from_options({}, {}) is NULL_SEALER
-    assert sealer_from_options({"encryption": {"enabled": False}}, {}) is NULL_SEALER
+    assert sealer_from_options(options(None), {}) is NULL_SEALER
+    off = {"enabled": False, "current": "a", "keys": {"a": base64.b64encode(KA).decode()}}
+    assert sealer_from_options(store_options(encryption=off), {}) is NULL_SEALER
     raw_file, b64_file = tmp_path / "k1", tmp_path / "k2"
     raw_file.write_bytes(KB)
     b64_file.write_text(base64.b64encode(KA).decode() + "\n")
     env = {"SB_KEY": base64.b64encode(KA).decode()}
-    opts = {"encryption": {"current": "k-2024", "keys": {
+    enc = {"current": "k-2024", "keys": {
         "k-2024": "${SB_KEY}", "k-2023": {"file": str(raw_file)}, "k-old": {"file": str(b64_file)},
-        "k-env": {"env": "SB_KEY"}}}}  # fmt: skip
-    s = sealer_from_options(opts, env)
+        "k-env": {"env": "SB_KEY"}}}  # fmt: skip
+    s = sealer_from_options(store_options(encryption=enc), env)
     assert s.current == "k-2024" and sorted(s.key_ids) == ["k-2023", "k-2024", "k-env", "k-old"]
-    old = sealer_from_options({"encryption": {**opts["encryption"], "current": "k-2023"}}, env)
+    old = sealer_from_options(store_options(encryption={**enc, "current": "k-2023"}), env)
     assert Sealer({"k-2023": KB}, "k-2023").open(old.seal(MSG)) == MSG
     assert Sealer({"k-2024": KA}, "k-2024").open(s.seal(MSG)) == MSG
 
@@ -154,7 +164,7 @@ def test_sealer_from_options(tmp_path):
 )
 def test_sealer_from_options_errors(enc, env, message):
     with pytest.raises(SealError, match=message):
-        sealer_from_options({"encryption": enc}, env)
+        sealer_from_options(options(enc), env)
 
 
 # rotation against a store -----------------------------------------------------------------
@@ -246,9 +256,10 @@ def test_engine_end_to_end(tmp_path, monkeypatch):
         f"name: adt\ndestinations:\n  - {{name: files, file: {out}, "
         "filename: '{control_id}.hl7'}\n"
     )
-    config = load_config(write_config(tmp_path, CONFIG, channels=()))
-    # until the config spec has store_options.encryption, set it on the loaded config
-    config.store_options["encryption"] = {"current": "a", "keys": {"a": "${SB_TEST_KEY_A}"}}
+    encrypted = (
+        CONFIG + 'store_options: {encryption: {current: a, keys: {a: "${SB_TEST_KEY_A}"}}}\n'
+    )
+    config = load_config(write_config(tmp_path, encrypted, channels=()))
     sb = Switchboard(config, reactor)
     assert isinstance(sb.sealer, Sealer) and sb.intakes["in"].sealer is sb.sealer
     assert sb.delivery.queue.sealer is sb.sealer

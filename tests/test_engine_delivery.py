@@ -65,7 +65,7 @@ def test_file_destination_end_to_end(tmp_path):
 
 def test_queue_cli(tmp_path):
     """Operators act on queues with the engine stopped or running (here: stopped)."""
-    from engine.config import load_config
+    from engine.components import load_config
     from engine.store import migrations
     from engine.store.db import create_store_engine
     from engine.store.schema import messages

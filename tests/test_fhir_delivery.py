@@ -15,6 +15,8 @@ from twisted.web.server import Site
 from engine.delivery.outcome import DEAD, OK, RETRY, Delivery
 from engine.destinations.fhir.sender import FhirSender, outcome_text
 
+from . import settings
+
 BUNDLE = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": []}).encode()
 
 
@@ -64,7 +66,9 @@ def delivery() -> Delivery:
 async def test_transaction_outcomes():
     server = FhirServer()
     port, url = await serve(server)
-    sender = FhirSender({"name": "fhir", "fhir": url, "timeout": 5.0}, reactor=reactor)
+    sender = FhirSender(
+        settings.destination("fhir", fhir=url, timeout=5.0), settings.context(reactor=reactor)
+    )
     sender.start()
     try:
         server.script.extend([

@@ -22,6 +22,7 @@ from engine.fhir.options import ALL_RESOURCES, ConvertOptions
 from engine.hl7.batch import split_file
 from engine.hl7.message import Message
 
+from . import settings
 from .conftest import samples_or_skip
 from .fhir_server import FhirResource, FhirStore, TransactionError
 
@@ -67,7 +68,9 @@ async def test_each_sample_posted_twice_leaves_no_duplicates():
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
         Site(FhirResource(store)))  # fmt: skip
     url = f"http://127.0.0.1:{port.getHost().port}/fhir/R4"
-    sender = FhirSender({"name": "fhir", "fhir": url, "timeout": 10.0}, reactor=reactor)
+    sender = FhirSender(
+        settings.destination("fhir", fhir=url, timeout=10.0), settings.context(reactor=reactor)
+    )
     sender.start()
     try:
         for n, (name, payload) in enumerate(samples, 1):

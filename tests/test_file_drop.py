@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from sqlalchemy import select
-from twisted.internet import task
+from twisted.internet import reactor, task
 
-from engine.intake import Intake
 from engine.pipeline import Pipeline
 from engine.router import Router
 from engine.sources.file_drop import FileDropService
 from engine.store.schema import files, messages
 
+from . import settings
 from .conftest import samples_or_skip
 
 T0 = 1_750_000_000.0
 LISTENER = {"name": "drop", "charset": "iso-8859-1", "duplicate_window": 86400.0,
             "ack": "on_receipt", "enhanced_ack": True, "normalize_newlines": True}  # fmt: skip
+
 M1 = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ADT^A01^ADT_A01|C1|P|2.5\rPID|1\r"
 M2 = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ADT^A08^ADT_A01|C2|P|2.5\rPID|2\r"
 M3 = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ORU^R01^ORU_R01|C3|P|2.5\rOBX|1\r"
@@ -48,13 +49,14 @@ def drop(tmp_path):
 def make_service(drop, writer, metrics, clock):
     started: list[FileDropService] = []
 
-    def make(**settings) -> FileDropService:
-        listener = {**LISTENER, "directory": str(drop), "poll_interval": 1.0, "settle_time": 2.0}
-        listener.update(settings)
-        intake = Intake(
-            listener, writer=writer, pipeline=Pipeline(Router([])), metrics=metrics, clock=clock
-        )
-        svc = FileDropService(listener, intake=intake, writer=writer, metrics=metrics, clock=clock)
+    def make(**values) -> FileDropService:
+        drop.mkdir(parents=True, exist_ok=True)
+        values = {**LISTENER, "directory": str(drop), "poll_interval": 1.0, "settle_time": 2.0,
+                  **values}  # fmt: skip
+        pipeline = Pipeline(Router([]))
+        ctx = settings.context(writer=writer, pipeline=lambda: pipeline, metrics=metrics,
+                               clock=clock, reactor=reactor)  # fmt: skip
+        svc = FileDropService(settings.listener(**values), ctx)
         started.append(svc)
         return svc
 

@@ -10,18 +10,19 @@ from engine.intake import ack_code_to_send, assess
 from engine.router import Router
 
 from .conftest import samples_or_skip
+from .settings import listener, route
 
 NOW = 1704110401.0  # 2024-01-01 12:00:01 UTC
 INBOUND = b"MSH|^~\\&|SND|SF|RCV|RF|20240101120000||ADT^A01^ADT_A01|CTRL1|P|2.5\rPID|1\r"
-LISTENER = {
-    "name": "lab-in",
-    "ack": "on_receipt",
-    "charset": "iso-8859-1",
-    "versions": ["2.3", "2.4", "2.5", "2.6"],
-    "processing_ids": ["P", "T", "D"],
-}
+LISTENER = listener(
+    name="lab-in",
+    ack="on_receipt",
+    charset="iso-8859-1",
+    versions=["2.3", "2.4", "2.5", "2.6"],
+    processing_ids=["P", "T", "D"],
+)
 ROUTER = Router(
-    [{"match": {"type": "ADT"}, "to": ["adt"]}, {"match": {"type": "ORU"}, "to": ["lab"]}]
+    [route(match={"type": "ADT"}, to=["adt"]), route(match={"type": "ORU"}, to=["lab"])]
 )
 
 
@@ -38,7 +39,7 @@ def msh(**fields) -> bytes:
 
 def ack_lines(payload: bytes, listener=LISTENER, router=ROUTER, control_id="ACK0001") -> list[str]:
     a = assess(payload, listener, router)
-    code = ack_code_to_send(a, listener.get("enhanced_ack", True))
+    code = ack_code_to_send(a, listener.enhanced_ack)
     assert code is not None
     return build_ack(a.header, code, now=NOW, control_id=control_id, errors=a.errors).split("\r")
 
@@ -80,7 +81,7 @@ def test_several_failures_one_err_each():  # case 43
 
 
 def test_ack_never_copies_msh9_3_and_msh15_16():  # section 2, CAM leak
-    lines = ack_lines(msh(f15="AL", f16="NE"), {**LISTENER, "enhanced_ack": False})
+    lines = ack_lines(msh(f15="AL", f16="NE"), LISTENER.replace(enhanced_ack=False))
     fields = lines[0].split("|")
     assert fields[8] == "ACK^A01^ACK"
     assert len(fields) == 12  # nothing after MSH-12: MSH-15/16 empty
@@ -105,7 +106,7 @@ def test_lf_separators_normalised():  # case 23
 
 
 def test_lf_separators_not_normalised_when_disabled():  # case 23 (configurable)
-    a = assess(INBOUND.replace(b"\r", b"\n"), {**LISTENER, "normalize_newlines": False}, ROUTER)
+    a = assess(INBOUND.replace(b"\r", b"\n"), LISTENER.replace(normalize_newlines=False), ROUTER)
     assert a.code == "AR"  # MSH-12 would read "2.5\nPID": rejected, never parsed into MSH-12
     assert any(e.code == 203 for e in a.errors)
 
@@ -133,13 +134,13 @@ def test_empty_segments_and_leading_blank_lines():  # case 25
     ],
 )  # fmt: skip
 def test_custom_delimiters_echoed(inbound, first_line):  # case 26
-    lines = ack_lines(inbound, {**LISTENER, "enhanced_ack": False})
+    lines = ack_lines(inbound, LISTENER.replace(enhanced_ack=False))
     assert lines[0] == first_line
 
 
 def test_custom_separator_sample():  # case 26 with the HAPI sample
     data = (samples_or_skip() / "adt_a24_v24_custom_separators_hapi.hl7").read_bytes()
-    a = assess(data, LISTENER, Router([{"match": {}, "to": ["x"]}]))
+    a = assess(data, LISTENER, Router([route(to=["x"])]))
     assert (a.header.message_type, a.header.trigger, a.header.control_id) == (
         "ADT",
         "A24",
@@ -184,14 +185,14 @@ def test_non_ascii_sending_application_decoded_with_msh18():
 
 
 def test_unknown_msh18_falls_back_and_warns():  # case 33
-    a = assess(msh(f18="ISO_IR 100"), {**LISTENER, "charset": "cp1252"}, ROUTER)
+    a = assess(msh(f18="ISO_IR 100"), LISTENER.replace(charset="cp1252"), ROUTER)
     assert a.header.charset == "cp1252" and a.code == "AA"
     assert a.warnings == ["unknown_charset"]
 
 
 def test_non_ascii_without_msh18_uses_listener_default():  # case 34
     payload = INBOUND.replace(b"PID|1", b"PID|1||||M\xfcller")
-    a = assess(payload, {**LISTENER, "charset": "iso-8859-1"}, ROUTER)
+    a = assess(payload, LISTENER.replace(charset="iso-8859-1"), ROUTER)
     assert a.header.charset == "iso-8859-1" and a.code == "AA"
 
 
@@ -230,7 +231,7 @@ def test_sparse_msh_with_empty_control_id_gets_ar():  # camel sparse MSH sample
 
 # section C: acknowledgement semantics -------------------------------------------------------
 def test_no_route_after_routing_is_ar_200():  # case 40
-    lines = ack_lines(msh(f9="SIU^S12"), {**LISTENER, "ack": "after_routing"})
+    lines = ack_lines(msh(f9="SIU^S12"), LISTENER.replace(ack="after_routing"))
     assert lines[1:3] == ["MSA|AR|CTRL1",
                           "ERR||MSH^1^9|200^Unsupported message type^HL70357^^^^^^"
                           "no route for type SIU trigger S12|E"]  # fmt: skip
@@ -242,7 +243,7 @@ def test_no_route_on_receipt_is_aa_and_unrouted():
 
 
 def test_routing_ignores_msh9_3():
-    a = assess(msh(f9="ADT^A01^WRONG_STRUCT"), {**LISTENER, "ack": "after_routing"}, ROUTER)
+    a = assess(msh(f9="ADT^A01^WRONG_STRUCT"), LISTENER.replace(ack="after_routing"), ROUTER)
     assert a.code == "AA" and a.channels == ["adt"]
 
 
@@ -300,7 +301,7 @@ def test_unsolicited_ack_is_not_acked():  # case 22
 )  # fmt: skip
 def test_every_sample_message_is_accepted(name):
     data = (samples_or_skip() / name).read_bytes()
-    listener = {**LISTENER, "versions": None, "enhanced_ack": False}
+    listener = LISTENER.replace(versions=None, enhanced_ack=False)
     a = assess(data, listener, ROUTER)
     assert a.code == "AA", a.reason
     ack = build_ack(a.header, "AA", now=NOW).split("\r")

@@ -15,8 +15,10 @@ from engine.router import Router
 from engine.sources.mllp import MLLPServerFactory
 from engine.store.writer import RowResult
 
-LISTENER = {"name": "lab-in", "ack": "on_receipt", "duplicate_window": 3600.0,
-            "max_connections": 2}  # fmt: skip
+from . import settings
+
+LISTENER = settings.listener(name="lab-in", ack="on_receipt", duplicate_window=3600.0,
+                             max_connections=2)  # fmt: skip
 
 
 def msg(n: int, extra: str = "") -> bytes:
@@ -55,11 +57,10 @@ def setup(listener=LISTENER):
     clock = Clock()
     metrics = Metrics()
     writer = ManualWriter()
-    router = Router([{"match": {}, "to": ["all"]}])
-    intake = Intake(
-        listener, writer=writer, pipeline=Pipeline(router), metrics=metrics, clock=clock
-    )
-    factory = MLLPServerFactory(listener, intake, metrics, clock)
+    pipeline = Pipeline(Router([settings.route(to=["all"])]))
+    ctx = settings.context(writer=writer, pipeline=lambda: pipeline, metrics=metrics, clock=clock)
+    intake = Intake(listener, ctx)
+    factory = MLLPServerFactory(listener, intake, ctx)
     return factory, writer, metrics
 
 
@@ -172,7 +173,7 @@ def test_peer_gone_before_ack_keeps_row():  # case 46
 
 
 def test_frame_errors_counted():
-    factory, _, metrics = setup({**LISTENER, "max_frame_size": 50})
+    factory, _, metrics = setup(LISTENER.replace(max_frame_size=50))
     proto, t = connect(factory)
     proto.dataReceived(b"junk" + b"\x0b" + b"x" * 60)
     assert t.disconnecting
@@ -214,7 +215,7 @@ def test_shutdown_drain_is_bounded():
 def test_allow_addresses():
     from twisted.internet.address import IPv4Address
 
-    factory, _, metrics = setup({**LISTENER, "allow_addresses": ["10.20.0.0/16", "127.0.0.1"]})
+    factory, _, metrics = setup(LISTENER.replace(allow_addresses=["10.20.0.0/16", "127.0.0.1"]))
     assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is not None
     assert factory.buildProtocol(IPv4Address("TCP", "10.20.3.4", 1)) is not None
     assert factory.buildProtocol(IPv4Address("TCP", "10.21.0.1", 1)) is None

@@ -15,10 +15,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from engine.certs import init_certs, make_ca, make_cert
+from engine.config import ConfigError
 from engine.delivery.outcome import DEAD, OK, RETRY, Delivery, control_id_of
 from engine.destinations.mllp.sender import MLLPSender
 from engine.mllp.framing import FrameReceiver, frame
 from engine.tls import wrap_server_factory
+
+from . import settings
 
 
 def message(ctrl: str) -> bytes:
@@ -108,8 +111,10 @@ def make_sender():
 
     def make(port: int, **config) -> MLLPSender:
         config = {"name": "peer", "mllp": f"tcp:127.0.0.1:{port}", "ack_timeout": 5.0,
-                  "connect_timeout": 5.0, "tls": None, **config}  # fmt: skip
-        sender = MLLPSender(config, reactor=reactor)
+                  "connect_timeout": 5.0, **config}  # fmt: skip
+        sender = MLLPSender(
+            settings.destination("mllp", **config), settings.context(reactor=reactor)
+        )
         sender.start()
         senders.append(sender)
         return sender
@@ -123,7 +128,7 @@ def make_sender():
 def memory_sender(**config) -> tuple[MLLPSender, MemoryReactorClock]:
     reactor = MemoryReactorClock()
     config = {"name": "peer", "mllp": "tcp:10.0.0.1:2575", "ack_timeout": 5.0, **config}
-    sender = MLLPSender(config, reactor=reactor)
+    sender = MLLPSender(settings.destination("mllp", **config), settings.context(reactor=reactor))
     sender.start()
     return sender, reactor
 
@@ -228,8 +233,8 @@ def test_a_bug_while_sending_is_still_an_outcome():  # send() never errbacks
 
 
 def test_bad_policy_option_is_rejected():
-    with pytest.raises(ValueError, match="on_reject"):
-        MLLPSender({"mllp": "tcp:h:1", "on_reject": "drop"}, reactor=MemoryReactorClock())
+    with pytest.raises(ConfigError, match="on_reject"):
+        settings.destination("mllp", mllp="tcp:h:1", on_reject="drop")
 
 
 # Integration: real peers on 127.0.0.1 ------------------------------------------------------------
@@ -331,8 +336,12 @@ def certs(tmp_path_factory):
 
 def tls_peer(certs, cert: str):
     factory = PeerFactory()
-    server_tls = {"cert": certs / f"{cert}.pem", "key": certs / f"{cert}.key",
-                  "client_ca": certs / "ca.pem", "require_client_cert": "require"}  # fmt: skip
+    server_tls = settings.tls(
+        cert=str(certs / f"{cert}.pem"),
+        key=str(certs / f"{cert}.key"),
+        client_ca=str(certs / "ca.pem"),
+        require_client_cert="require",
+    )
     return factory, listen(factory, wrap_server_factory(factory, server_tls))
 
 

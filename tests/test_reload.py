@@ -107,7 +107,7 @@ def test_added_and_changed_listeners(setup):
     )
     ok, lines = yield sb.reload()
     assert ok, lines
-    assert sb.listeners["added"].mllp_factory.listener["ack"] == "after_routing"
+    assert sb.listeners["added"].server_factory.listener.ack == "after_routing"
     reply = yield in_thread(lambda: BlockingMLLPClient("127.0.0.1", new_port).send(adt(5)))
     assert b"MSA|AA|M5" in reply
 
@@ -129,9 +129,9 @@ def test_changed_limits_apply_to_open_connections_without_a_restart(setup):
         ok, lines = yield sb.reload()
         assert ok, lines
         assert sb.listeners["keep"] is svc and sb.port_of("keep") == port  # not restarted
-        (proto,) = svc.mllp_factory.open
+        (proto,) = svc.server_factory.open
         assert (proto.max_frame_size, proto.frame_timeout, proto.idle_timeout) == (2048, 5, 3600)
-        assert not proto.require_end_of_data and svc.mllp_factory.max_connections == 3
+        assert not proto.require_end_of_data and svc.server_factory.max_connections == 3
         reply = yield in_thread(client.send, adt(2))  # the same connection, still open
         assert b"MSA|AA|M2" in reply
         # the new frame limit holds on this connection: a 4 KiB frame closes it

@@ -22,8 +22,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from engine.certs import init_certs
+from engine.config import ConfigError
 from engine.delivery.outcome import DEAD, OK, RETRY, Delivery
-from engine.destinations.http_auth import AuthConfigError, build_auth, build_signer
+from engine.destinations.http_auth import AuthConfigError, build_auth
 from engine.destinations.rest.sender import (
     RestSender,
     TokenBucket,
@@ -31,6 +32,8 @@ from engine.destinations.rest.sender import (
     parse_retry_after,
 )
 from engine.tls import peer_certificate_info, wrap_server_factory
+
+from . import settings
 
 PAYLOAD = b"MSH|^~\\&|SND|SF|RCV|RF|2024||ADT^A01|T1|P|2.5\rPID|1||123^^^H||Doe^J\xc3\xa9\r"
 OPERATION_OUTCOME = json.dumps(
@@ -116,7 +119,8 @@ def make(server):
 
     def make(path="/hl7", clock=None, url=None, **config):
         config = {"name": "ehr", "rest": url or server.url + path, "timeout": 5.0, **config}
-        sender = RestSender(config, reactor=reactor, clock=clock)
+        ctx = settings.context(reactor=reactor, clock=clock)
+        sender = RestSender(settings.destination("rest", **config), ctx)
         sender.start()
         made.append(sender)
         return sender
@@ -243,12 +247,16 @@ async def test_static_credentials(server, make, monkeypatch, auth, expected):
 
 def test_bad_auth_config_is_refused(monkeypatch):
     monkeypatch.delenv("SB_REST_MISSING", raising=False)
-    for bad in ({"bearer_env": "SB_REST_MISSING"}, {"bearer": "a", "basic": {}}, {"basic": {}},
+    url = "http://127.0.0.1:1/hl7"
+    missing = settings.destination("rest", rest=url, auth={"bearer_env": "SB_REST_MISSING"})
+    with pytest.raises(AuthConfigError, match="SB_REST_MISSING"):  # unset when it starts
+        build_auth(missing.auth, clock=task.Clock(), fetch=None)
+    for bad in ({"bearer": "a", "basic": {}}, {"basic": {}},
                 {"oauth2": {"client_id": "c", "client_secret": "s"}}, {"token": "x"}):  # fmt: skip
-        with pytest.raises(AuthConfigError):
-            build_auth(bad, clock=task.Clock(), fetch=None)
-    with pytest.raises(AuthConfigError):
-        build_signer({"secret": "x", "algorithm": "md5"}, clock=task.Clock())
+        with pytest.raises(ConfigError):  # the config check refuses these before any start
+            settings.destination("rest", rest=url, auth=bad)
+    with pytest.raises(ConfigError, match="algorithm"):
+        settings.destination("rest", rest=url, hmac={"secret": "x", "algorithm": "md5"})
 
 
 @pytest_twisted.ensureDeferred
@@ -382,8 +390,12 @@ def certs(tmp_path_factory):
 @pytest.fixture
 def tls_server(certs):
     receiver = Receiver()
-    tls = {"cert": certs / "server.pem", "key": certs / "server.key",
-           "client_ca": certs / "ca.pem", "require_client_cert": "require"}  # fmt: skip
+    tls = settings.tls(
+        cert=str(certs / "server.pem"),
+        key=str(certs / "server.key"),
+        client_ca=str(certs / "ca.pem"),
+        require_client_cert="require",
+    )
     endpoint = serverFromString(reactor, "tcp:0:interface=127.0.0.1")
     port = pytest_twisted.blockon(endpoint.listen(wrap_server_factory(Site(receiver), tls)))
     receiver.url = f"https://127.0.0.1:{port.getHost().port}/hl7"

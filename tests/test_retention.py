@@ -40,6 +40,8 @@ from engine.store.schema import (
     messages,
 )
 
+from .settings import store_options
+
 DAY = 86400.0
 NOW = 1_800_000_000.0
 OLD = NOW - 10 * DAY
@@ -346,14 +348,16 @@ def test_strip_raw_once_nothing_is_open(store_engine):
 def test_retention_service_pass(store_engine):
     from twisted.internet import reactor
 
-    options = {"storage": RAW_AND_FINAL,
-               "retention": {"max_age": 30 * DAY, "compact_after": DAY, "interval": 3600.0,
-                             "rules": [{"status": "rejected", "max_age": 7 * DAY}]}}  # fmt: skip
-    assert policies_from_options(options["retention"]) == [
+    options = store_options(
+        storage=RAW_AND_FINAL,
+        retention={"max_age": 30 * DAY, "compact_after": DAY, "interval": 3600.0,
+                   "rules": [{"status": "rejected", "max_age": 7 * DAY}]},
+    )  # fmt: skip
+    assert policies_from_options(options.retention) == [
         Policy(7 * DAY, ("rejected",)),
         Policy(30 * DAY),
     ]
-    assert policies_from_options({}) == []
+    assert policies_from_options(store_options().retention) == []
     now = reactor.seconds()
     gone = add(store_engine, at=now - 10 * DAY, status="rejected", routes=None)
     kept = add(store_engine, at=now - 10 * DAY, states=(DELIVERED, IN_FLIGHT))

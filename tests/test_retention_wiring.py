@@ -10,7 +10,8 @@ import pytest
 import pytest_twisted
 from sqlalchemy import select
 
-from engine.config import ConfigError, load_config
+from engine.components import load_config
+from engine.config import ConfigError
 from engine.mllp.client import BlockingMLLPClient
 from engine.store.schema import deliveries, messages
 

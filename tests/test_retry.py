@@ -7,6 +7,8 @@ import random
 from engine.delivery.outcome import DEAD, OK, RETRY, Outcome
 from engine.delivery.retry import RetryPolicy
 
+from . import settings
+
 
 def test_exponential_backoff_capped():
     p = RetryPolicy(backoff=2, max_backoff=30, jitter=0)
@@ -43,5 +45,6 @@ def test_max_age():
 
 
 def test_from_config():
-    p = RetryPolicy.from_config({"max_attempts": 20, "backoff": 2.0, "max_backoff": 300.0})
+    retry = settings.destination("file", file="out", retry={"max_attempts": 20}).retry
+    p = RetryPolicy.from_config(retry)
     assert (p.max_attempts, p.backoff, p.max_backoff, p.max_age) == (20, 2.0, 300.0, 0.0)

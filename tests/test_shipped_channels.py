@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import load_config
-from engine.pipeline import build_pipeline
+from engine.components import load
+from engine.context import Context
 from engine.testing import find_test_files, format_report, run_tests
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_config_builds():
-    config = load_config(REPO / "routes.yaml")
-    pipeline = build_pipeline(config)
+    _, pipeline = load(REPO / "routes.yaml", Context())
     assert set(pipeline.channels) == {"lab-results", "orders", "adt-fanout"}
 
 

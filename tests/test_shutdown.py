@@ -16,9 +16,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from engine.app import Switchboard
-from engine.config import load_config
-from engine.delivery import service as delivery_service
+from engine.components import load_config
 from engine.delivery.outcome import Outcome
+from engine.destinations.file import FileDestination
 from engine.lifecycle import OrderedMultiService
 
 from .engine_harness import in_thread, send_all, start_engine, statuses, write_config
@@ -62,7 +62,7 @@ def adt(n: int) -> bytes:
 
 def engine_with_held_sender(tmp_path, monkeypatch):
     sender = HeldSender()
-    monkeypatch.setattr(delivery_service, "make_sender", lambda kind, config, reactor: sender)
+    monkeypatch.setattr(FileDestination, "sender", lambda self, ctx: sender)
     (tmp_path / "channels").mkdir()
     (tmp_path / "channels" / "adt.yaml").write_text(
         "name: adt\ndestinations:\n  - {name: out, file: out}\n"

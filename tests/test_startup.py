@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from engine.app import Switchboard
-from engine.config import load_config
+from engine.components import load_config
 
 from .engine_harness import write_config
 from .peers import wait_for

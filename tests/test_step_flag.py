@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import engine.steps.translate  # noqa: F401  (registers the step kind; flag registers below)
-from engine.channel import PASSED, build_channels
-from engine.config import ConfigError, load_config
+from engine.channel import PASSED
+from engine.components import load
+from engine.config import ConfigError
+from engine.context import Context
 from engine.hl7.message import Message
 from engine.metrics import Metrics
-from engine.steps.base import RunContext, Runtime
+from engine.steps.base import RunContext
 from engine.steps.flag import numeric
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,9 +49,8 @@ def write(tmp_path: Path, steps: str, destinations: str = "- {name: out, file: o
 
 
 def build(tmp_path, steps, destinations="- {name: out, file: out}"):
-    config = load_config(write(tmp_path, steps, destinations))
-    runtime = Runtime(base_dir=tmp_path, metrics=Metrics())
-    return build_channels(config, runtime)["lab"], runtime
+    runtime = Context(metrics=Metrics())
+    return load(write(tmp_path, steps, destinations), runtime)[1].channels["lab"], runtime
 
 
 def flagged(runtime, flag, channel="lab"):
@@ -69,7 +69,7 @@ GLUCOSE_RULE = "- flag: {rules: [{code: GLU, above: 105, below: 70}]}"
 # config ----------------------------------------------------------------------------------
 def test_defaults(tmp_path):
     channel, _ = build(tmp_path, GLUCOSE_RULE)
-    assert channel.steps[0].config == {
+    assert channel.steps[0].config.as_dict() == {
         "rules": [{"code": "GLU", "system": None, "above": 105.0, "below": 70.0, "flag": None}],
         "abnormal_flags": [],
         "flag": "abnormal",
@@ -249,6 +249,5 @@ def test_flagged_only_destination_receives_flagged_messages_only(tmp_path):
 
 
 def test_flag_step_without_metrics(tmp_path):
-    config = load_config(write(tmp_path, GLUCOSE_RULE))
-    channel = build_channels(config, Runtime(base_dir=tmp_path))["lab"]
+    channel = load(write(tmp_path, GLUCOSE_RULE), Context())[1].channels["lab"]
     assert run(channel, GLUCOSE_HIGH).flags == ["abnormal"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import engine.steps.translate  # noqa: F401  (registers the step kind)
-from engine.channel import ERRORED, PASSED, build_channels
-from engine.config import ConfigError, load_config
+from engine.channel import ERRORED, PASSED
+from engine.components import load
+from engine.config import ConfigError
+from engine.context import Context
 from engine.hl7.message import Message
 from engine.metrics import Metrics
-from engine.steps.base import Runtime
 from engine.steps.tables import TableCache, TableError, Target, parse_conceptmap, parse_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,9 +48,8 @@ def write(tmp_path: Path, steps: str, tables: dict[str, str] | None = None) -> P
 
 
 def build(tmp_path, steps, tables=None, metrics=None):
-    config = load_config(write(tmp_path, steps, tables))
-    runtime = Runtime(base_dir=tmp_path, metrics=metrics or Metrics())
-    return build_channels(config, runtime)["lab"], runtime
+    runtime = Context(metrics=metrics or Metrics())
+    return load(write(tmp_path, steps, tables), runtime)[1].channels["lab"], runtime
 
 
 def errors(tmp_path, monkeypatch, steps, tables=None) -> list[str]:
@@ -211,7 +210,7 @@ def test_spec_errors(tmp_path, monkeypatch):
 def test_defaults(tmp_path):
     channel, _ = build(tmp_path, "- translate: {field: OBX-3, table: lab-to-loinc}")
     step = channel.steps[0]
-    assert step.config == {
+    assert step.config.as_dict() == {
         "field": "OBX-3",
         "table": "lab-to-loinc",
         "keep_original": False,
@@ -303,8 +302,8 @@ def test_on_missing_default(tmp_path):
 
 
 def test_unmapped_counter_without_metrics(tmp_path):
-    config = load_config(write(tmp_path, '- translate: {field: "OBX[*]-3", table: lab-to-loinc}'))
-    channel = build_channels(config, Runtime(base_dir=tmp_path))["lab"]
+    path = write(tmp_path, '- translate: {field: "OBX[*]-3", table: lab-to-loinc}')
+    channel = load(path, Context())[1].channels["lab"]
     assert run(channel).status == PASSED
 
 
@@ -355,12 +354,11 @@ def test_unchanged_message_keeps_original_bytes(tmp_path):
 
 
 def test_table_loaded_once_per_build(tmp_path):
-    channel, runtime = build(tmp_path, """
+    channel, _ = build(tmp_path, """
     - translate: {field: "OBX[*]-3", table: lab-to-loinc}
     - translate: {field: OBR-4, table: lab-to-loinc}
     """)  # fmt: skip
-    assert isinstance(runtime.tables, TableCache)
-    assert channel.steps[0].table is channel.steps[1].table
+    assert channel.steps[0].table is channel.steps[1].table  # one TableCache per build
     assert channel.steps[0].table.lookup("HGB") == Target(
         "718-7", "Hemoglobin [Mass/volume] in Blood", "LN"
     )

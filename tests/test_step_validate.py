@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 import engine.steps.validate as validate
-from engine.channel import ERRORED, PASSED, build_channels
-from engine.config import ConfigError, load_config
+from engine.channel import ERRORED, PASSED
+from engine.components import load
+from engine.config import ConfigError
+from engine.context import Context
 from engine.hl7.ack import AckError, build_ack
 from engine.hl7.header import read_header
 from engine.hl7.message import Message
-from engine.steps import RunContext, Runtime, StepError
+from engine.steps import RunContext, StepError
 from tests.conftest import SAMPLES
 
 MSH = "MSH|^~\\&|REG|HOSP|EHR|HOSP|20240101120000||ADT^A01^ADT_A01|CTRL1|P|2.5"
@@ -49,13 +51,12 @@ def channel(steps: str):
     Path("channels").mkdir(exist_ok=True)
     items = textwrap.indent(textwrap.dedent(steps), "  ")
     Path("channels/x.yaml").write_text("name: x\nsteps:\n" + items)
-    return build_channels(load_config("routes.yaml"), Runtime(base_dir=Path.cwd()))["x"]
+    return load("routes.yaml", Context())[1].channels["x"]
 
 
 def step(**options):
-    config = {"version": None, "structure": True, "datatypes": True, "tables": False,
-              "ignore_z_segments": True, **options}  # fmt: skip
-    return validate.Validate(config, Runtime(base_dir=Path.cwd()))
+    config = validate.Validate.spec.build(options)
+    return validate.Validate(config, Context(base_dir=Path.cwd()))
 
 
 def errors_of(text: str, **options) -> list[AckError]:
@@ -71,7 +72,7 @@ def errors_of(text: str, **options) -> list[AckError]:
 def test_defaults_and_options_through_the_loader():
     ch = channel("- validate: {}\n- validate: {version: 2.3.1, structure: no, tables: yes}\n")
     first, second = ch.steps
-    assert first.config == {"version": None, "structure": True, "datatypes": True,
+    assert first.config.as_dict() == {"version": None, "structure": True, "datatypes": True,
                             "tables": False, "ignore_z_segments": True}  # fmt: skip
     assert (second.version, second.structure, second.tables) == ("2.3.1", False, True)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import engine.steps.xslt  # noqa: F401  (registers the step kind)
-from engine.channel import ERRORED, PASSED, build_channels
-from engine.config import ConfigError, load_config
+from engine.channel import ERRORED, PASSED
+from engine.components import load
+from engine.config import ConfigError
+from engine.context import Context
 from engine.hl7.message import Message
-from engine.steps import Runtime
 from tests.conftest import REPO, SAMPLES
 
 SAMPLE_FILES = [
@@ -52,13 +52,12 @@ def stylesheet(name: str, body: str) -> None:
 
 
 def channel(steps: str):
-    """Build channel x with `steps` (YAML list items) through load_config and build_channels."""
+    """Build channel x with `steps` (YAML list items) through engine.components.load."""
     Path("routes.yaml").write_text("routes: []\n")
     Path("channels").mkdir(exist_ok=True)
     items = textwrap.indent(textwrap.dedent(steps), "  ")
     Path("channels/x.yaml").write_text("name: x\nsteps:\n" + items)
-    config = load_config("routes.yaml")
-    return build_channels(config, Runtime(base_dir=Path.cwd()))["x"]
+    return load("routes.yaml", Context())[1].channels["x"]
 
 
 def config_errors(steps: str) -> list[str]:

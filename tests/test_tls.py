@@ -29,6 +29,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from engine.certs import CLIENT_COMMON_NAME, Issued, init_certs, make_ca, make_cert
+from engine.config.routes_spec import TLS
 from engine.tls import (
     TLSConfigError,
     certificate_expiry,
@@ -108,7 +109,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-def server_tls(pki: Pki, mode: str = "none", min_version: str = "1.2", **overrides) -> dict:
+def server_tls(pki: Pki, mode: str = "none", min_version: str = "1.2", **overrides):
+    """A listener's tls settings as given (not validated: some tests give bad ones on
+    purpose, as a file changed on disk after the config check would)."""
     tls = {
         "cert": str(pki.server_cert),
         "key": str(pki.server_key),
@@ -117,7 +120,7 @@ def server_tls(pki: Pki, mode: str = "none", min_version: str = "1.2", **overrid
         "min_version": min_version,
     }
     tls.update(overrides)
-    return tls
+    return TLS.settings(tls)
 
 
 def client_options(pki: Pki, *, with_cert: bool = False, **kwargs):

@@ -218,18 +218,17 @@ class ApiResource(Resource):
         depths = yield self._db(self.sb.delivery.queue.depths, time.time())
         listeners = []
         for item in self.sb.config.listeners:
-            name = item["name"]
+            name = item.name
             svc = self.sb.listeners.get(name)
-            entry = {"name": name, "kind": "mllp" if item.get("mllp") else "directory",
-                     "running": bool(svc is not None and svc.running),
-                     "ack": item.get("ack")}  # fmt: skip
-            if item.get("mllp"):
-                entry["endpoint"] = item["mllp"]
-                entry["tls"] = bool(item.get("tls"))
+            entry = {"name": name, "kind": item.kind,
+                     "running": bool(svc is not None and svc.running), "ack": item.ack}  # fmt: skip
+            if item.kind == "mllp":
+                entry["endpoint"] = item.mllp
+                entry["tls"] = bool(item.tls)
                 addr = getattr(svc, "address", None)
                 entry["port"] = getattr(addr, "port", None)
             else:
-                entry["directory"] = str(item.get("directory"))
+                entry["directory"] = str(item.directory)
             listeners.append(entry)
         channels = [
             {"name": name, "destinations": [
@@ -291,9 +290,7 @@ class ApiResource(Resource):
     @inlineCallbacks
     def message(self, request, message_id):
         mid = _int(message_id, "message id")
-        detail = yield self._db(
-            search.message_detail, self.store, mid, getattr(self.sb, "sealer", None)
-        )
+        detail = yield self._db(search.message_detail, self.store, mid, self.sb.sealer)
         if detail is None:
             raise ApiError(404, f"no message {mid}")
         return detail
@@ -368,7 +365,7 @@ class ApiResource(Resource):
             raise ApiError(400, 'body must be an HL7 v2 message starting with "MSH"')
         try:
             source = yield self._db(search.replay_source, self.store, mid,
-                                    getattr(self.sb, "sealer", None))  # fmt: skip
+                                    self.sb.sealer)  # fmt: skip
         except SealError as exc:
             raise ApiError(409, f"message {mid}: {exc}") from None
         if source is None:

@@ -18,7 +18,8 @@ def check(config_path: str) -> None:
 
     One pass finds them all: structure, names, ports, and what only building finds
     (functions that do not import, missing tables, stylesheets, encryption keys)."""
-    from engine.config import ConfigError, load_config, summary
+    from engine.components import load_config
+    from engine.config import ConfigError, summary
 
     try:
         config = load_config(config_path)  # builds the channels and loads the keys too
@@ -79,7 +80,7 @@ def convert(file, channel, destination, config_path, validate, timezone) -> None
         raise click.ClickException(f"{file}: no HL7 message (no segment starting with MSH)")
     target = pipeline = options = None
     if channel:
-        _, pipeline = load(config_path, build=True)
+        _, pipeline = load(config_path)
         if channel not in pipeline.channels:
             raise click.ClickException(
                 f"no channel '{channel}' (channels: {', '.join(sorted(pipeline.channels))})"
@@ -132,13 +133,12 @@ def convert(file, channel, destination, config_path, validate, timezone) -> None
 )
 def schema(out_dir: str | None) -> None:
     """JSON Schema of routes.yaml and channel files, for editor completion and checks."""
-    import engine.components  # noqa: F401  (register the step and destination kinds)
-    from engine.config import to_json_schema
+    from engine.components import schema as of
     from engine.testing_spec import channel_test_schema
 
     schemas = {
-        "routes": to_json_schema("routes"),
-        "channel": to_json_schema("channel"),
+        "routes": of("routes"),
+        "channel": of("channel"),
         "channel-test": channel_test_schema(),
     }
     if out_dir is None:
@@ -155,17 +155,16 @@ def schema(out_dir: str | None) -> None:
 def docs() -> None:
     """Print every component's settings: listeners, routes, steps and destinations, with
     examples."""
-    import engine.components  # noqa: F401
-    from engine.config import describe_all
-    from engine.steps import STEP_KINDS
+    from engine.components import REGISTRY
+    from engine.components import docs as reference
 
-    click.echo(describe_all())
+    click.echo(reference())
     click.echo("\nStep examples")
     click.echo("=============")
-    for kind, cls in sorted(STEP_KINDS.items()):
-        if cls.example:
+    for kind, component in sorted(REGISTRY.components("step").items()):
+        if component.example:
             click.echo(f"\n{kind}:")
-            for line in cls.example.splitlines():
+            for line in component.example.splitlines():
                 click.echo(f"  - {line}")
 
 

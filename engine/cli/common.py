@@ -15,7 +15,6 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import click
@@ -33,28 +32,19 @@ config_option = click.option(
 
 
 # config and store ---------------------------------------------------------------------
-def load(config_path: str, build: bool = False):
-    """Load and validate the config (and with ``build``, build its channels: functions,
-    tables, stylesheets), or print every error and exit 1. Returns (config, pipeline)."""
-    from engine.config import ConfigError, load_config
-    from engine.pipeline import build_pipeline
+def load(config_path: str, ctx=None):
+    """Load, validate and build the config (functions import, tables and stylesheets load:
+    engine.components.load) with ``ctx`` (an engine.context.Context; a throwaway check by
+    default), or print every error and exit 1. Returns (config, pipeline)."""
+    from engine.components import load as load_and_build
+    from engine.config import ConfigError
+    from engine.context import Context
 
     try:
-        config = load_config(config_path)
-        return config, (build_pipeline(config) if build else None)
+        return load_and_build(config_path, ctx or Context(fresh_modules={}))
     except ConfigError as exc:
         click.echo(exc.format("nothing was started."), err=True)
         sys.exit(1)
-
-
-def setting(section, key: str, default=None):
-    """A value of a validated config section (``config.admin``, ``config.store_options``...):
-    the one place the CLI reads one, whether sections are mappings or objects."""
-    if section is None:
-        return default
-    if isinstance(section, Mapping):
-        return section.get(key, default)
-    return getattr(section, key, default)
 
 
 def store_engine(config):
@@ -131,9 +121,9 @@ class Admin:
 
         admin = config.admin
         self.config_path = config_path
-        self.token = setting(admin, "token")
-        self.tls = setting(admin, "tls")
-        ep = parse_endpoint(setting(admin, "listen"), server=True)
+        self.token = admin.token
+        self.tls = admin.tls
+        ep = parse_endpoint(admin.listen, server=True)
         self.socket_path = ep.path
         self.host = ep.host if ep.host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
         self.port = ep.port
@@ -146,7 +136,7 @@ class Admin:
 
     # the transport ----------------------------------------------------------------------
     def _tls_context(self):
-        cert = setting(self.tls, "cert")
+        cert = self.tls.cert
         try:
             with open(cert, encoding="ascii", errors="replace") as f:
                 pem = f.read()

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from engine.cli.common import config_option, load, setting, short, store_engine
+from engine.cli.common import config_option, load, short, store_engine
 
 
 class _BatchProgress:
@@ -47,7 +47,7 @@ def prune(config_path, max_age, statuses, batch_size, max_batches, no_compact, a
 
     config, _ = load(config_path)
     engine = store_engine(config)
-    retention = setting(config.store_options, "retention") or {}
+    retention = config.store_options.retention
     if max_age:
         try:
             policies = [Policy(parse_duration(max_age), tuple(statuses) or None)]
@@ -55,13 +55,13 @@ def prune(config_path, max_age, statuses, batch_size, max_batches, no_compact, a
             raise click.BadParameter(str(exc), param_hint="--max-age") from None
     else:
         policies = policies_from_options(retention)
-    modes = {} if no_compact else {n: setting(c, "storage") for n, c in config.channels.items()}
+    modes = {} if no_compact else {n: c.storage for n, c in config.channels.items()}
     progress = _BatchProgress("pruning") if not as_json else None
     report = retention_pass(
         engine, time.time(), policies=policies, modes=modes,
-        default_mode="everything" if no_compact else setting(config.store_options, "storage"),
-        compact_after=setting(retention, "compact_after", 3600.0), batch_size=batch_size,
-        max_batches=max_batches, pause=setting(retention, "pause", 0.01), should_stop=progress,
+        default_mode="everything" if no_compact else config.store_options.storage,
+        compact_after=retention.compact_after, batch_size=batch_size,
+        max_batches=max_batches, pause=retention.pause, should_stop=progress,
     )  # fmt: skip
     if progress:
         progress.done()

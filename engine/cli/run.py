@@ -9,7 +9,7 @@ import time
 import click
 
 from engine import __version__
-from engine.cli.common import admin_api, config_option, load, setting
+from engine.cli.common import admin_api, config_option, load
 
 GC_YOUNG_THRESHOLD = 10_000  # see run()
 
@@ -19,22 +19,20 @@ GC_YOUNG_THRESHOLD = 10_000  # see run()
 def run(config_path: str) -> None:
     """Start the engine on CONFIG; SIGTERM or SIGINT stops it cleanly."""
     started = time.perf_counter()
-    config, _ = load(config_path)
     from twisted.internet import reactor
 
     from engine.app import Switchboard
+    from engine.context import Context
     from engine.lifecycle import ListenError, install_signal_handlers
     from engine.logging import configure_logging, get_logger
+    from engine.metrics import Metrics
 
-    configure_logging(setting(config.logging, "level"), setting(config.logging, "format"))
+    metrics = Metrics()
+    # validated and built in one pass: what was built (functions, tables...) is what runs
+    config, pipeline = load(config_path, Context(reactor=reactor, metrics=metrics))
+    configure_logging(config.logging.level, config.logging.format)
     log = get_logger("switchboard")
-    from engine.config import ConfigError
-
-    try:
-        engine = Switchboard(config, reactor)  # builds the channels: functions, tables...
-    except ConfigError as exc:
-        click.echo(exc.format("nothing was started."), err=True)
-        sys.exit(1)
+    engine = Switchboard(config, reactor, pipeline=pipeline, metrics=metrics)
     stopping = []
 
     def stop(name: str) -> None:
@@ -86,7 +84,7 @@ def reload(config_path: str) -> None:
     Exits 1 when the engine refuses the new config (its errors are printed) or cannot be
     reached.
     """
-    load(config_path, build=True)  # check it here first: the same errors, without a round trip
+    load(config_path)  # check it here first: the same errors, without a round trip
     _, body = admin_api(config_path).call("POST", "/api/reload", ok=(200, 409))
     for line in body.get("messages", []):
         click.echo(line)

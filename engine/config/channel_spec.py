@@ -6,17 +6,17 @@ kinds nobody registered yet are accepted as written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .fieldtypes import Enum, String
-from .registry import Registry, default_registry
+from .registry import current
 from .routes_spec import name_type
 from .spec import Field, Spec, json_schema
 from .validation import (
-    INVALID,
     At,
     Ctx,
     FieldType,
@@ -33,14 +33,24 @@ def plain_value(node: Node) -> Any:
     return SafeConstructor().construct_object(node, deep=True)
 
 
-def _registry(ctx: Ctx) -> Registry:
-    return ctx.registry or default_registry
+def _specs(role: str) -> dict[str, Any]:
+    """The registered kinds of a role (none: values are taken as written)."""
+    registry = current()
+    return registry.specs(role) if registry is not None else {}
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    """One validated step: its kind and what its spec made of its value."""
+
+    kind: str
+    config: Any
 
 
 class StepList(FieldType):
     """Steps: a list of one-key mappings, the key being the step kind.
 
-    Each step becomes `{"kind": kind, "config": value}`; messages name it `step 2 (translate)`.
+    Each step becomes a :class:`StepConfig`; messages name it `step 2 (translate)`.
     """
 
     name = "list of steps"
@@ -68,10 +78,10 @@ class StepList(FieldType):
         kind = key.value
         ctx.record((*path, "kind"), key)
         ctx.record((*path, "config"), value)
-        steps = _registry(ctx).steps
+        steps = _specs("step")
         if not steps:
             ctx.record_tree((*path, "config"), value)
-            return {"kind": kind, "config": plain_value(value)}
+            return StepConfig(kind, plain_value(value))
         spec = steps.get(kind)
         if spec is None:
             hint = suggest(kind, sorted(steps), "step kinds")
@@ -82,10 +92,10 @@ class StepList(FieldType):
             config = spec.validate(value, ctx, child, where)
         else:
             config = spec.check(value, ctx, child)
-        return {"kind": kind, "config": config}
+        return StepConfig(kind, config)
 
     def json_schema(self) -> dict[str, Any]:
-        steps = default_registry.steps
+        steps = _specs("step")
         if not steps:
             item: dict[str, Any] = {"type": "object", "minProperties": 1, "maxProperties": 1}
         else:
@@ -111,24 +121,27 @@ _NAME = Field("name", name_type(), "Unique name of the destination in its channe
 
 
 def destination_spec(kind: str, spec: Spec) -> Spec:
-    """A registered destination spec with the common `name` field added."""
-    if spec.field("name") is not None:
-        return spec
-    return Spec(
-        spec.name,
-        spec.description,
-        (_NAME, *spec.fields),
-        label_key="name",
-        exactly_one_of=spec.exactly_one_of,
-        shorthand=spec.shorthand,
-        finish=spec.finish,
-    )
+    """A registered destination spec with the common `name` field added; its settings'
+    `kind` is the kind. Made once per spec."""
+    made = _WITH_NAME.get(id(spec))
+    if made is None or made[0] is not spec:
+        fields = spec.fields if spec.field("name") is not None else (_NAME, *spec.fields)
+        made = _WITH_NAME[id(spec)] = (spec, Spec(
+            spec.name, spec.description, fields, label_key="name",
+            exactly_one_of=spec.exactly_one_of, shorthand=spec.shorthand, finish=spec.finish,
+            kind=kind,
+        ))  # fmt: skip
+    return made[1]
+
+
+_WITH_NAME: dict[int, tuple[Spec, Spec]] = {}
 
 
 class DestinationList(FieldType):
     """Destinations: mappings with a unique `name` and one kind key (`mllp:`, `fhir:`...).
 
-    Each becomes a dict with `name`, `kind` (None while no kind is registered) and its options.
+    Each becomes its kind's settings (`kind`, `name` and its options); a plain dict with
+    `kind` None while no kind is registered.
     """
 
     name = "list of destinations"
@@ -142,7 +155,7 @@ class DestinationList(FieldType):
             ctx.record((*at.path, index), item)
             value = self._destination(item, index, ctx, at)
             name_node = _key_value(item, "name")
-            name = value.get("name") if isinstance(value, dict) else None
+            name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
             if isinstance(name, str) and name_node is not None:
                 if name in names:
                     ctx.error(name_node, f"duplicate destination name '{name}' in {at.where}")
@@ -155,12 +168,12 @@ class DestinationList(FieldType):
         where = _NAME_ONLY.where_item(node, index)
         if not isinstance(node, MappingNode):
             return ctx.error(node, f"expected mapping for {where}, got {node_kind(node)}")
-        kinds = _registry(ctx).destinations
+        kinds = _specs("destination")
         if not kinds:
             value = _NAME_ONLY.validate(_only(node, "name"), ctx, item_at, where)
             rest = MappingNode(node.tag, [p for p in node.value if not _is_key(p[0], "name")])
             ctx.record_tree(item_at.path, node)
-            return {**value, "kind": None, **plain_value(rest)}
+            return {**value.as_dict(), "kind": None, **plain_value(rest)}
         given = [key for key, _ in node.value if isinstance(key, ScalarNode) and key.value in kinds]
         if len(given) != 1:
             if given:
@@ -175,12 +188,10 @@ class DestinationList(FieldType):
             choices = ", ".join(sorted(kinds))
             return ctx.error(node, f"{where} needs one of: {choices}{hint}")
         kind = given[0].value
-        spec = destination_spec(kind, kinds[kind])
-        value = spec.validate(node, ctx, item_at, where)
-        return {"name": value.get("name", INVALID), "kind": kind, **value}
+        return destination_spec(kind, kinds[kind]).validate(node, ctx, item_at, where)
 
     def json_schema(self) -> dict[str, Any]:
-        kinds = default_registry.destinations
+        kinds = _specs("destination")
         if not kinds:
             item = json_schema(_NAME_ONLY)
             item["additionalProperties"] = True

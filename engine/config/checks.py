@@ -10,6 +10,7 @@ from typing import Any
 from .endpoints import Endpoint, parse_endpoint
 from .errors import Problem, display_path
 from .loader import Location
+from .spec import Settings
 from .validation import Path_, suggest
 
 Locations = Mapping[Path_, Location]
@@ -20,8 +21,8 @@ def _problem(locations: Locations, path: Path_, message: str) -> Problem | None:
     return location.problem(message) if location else None
 
 
-def _label(listener: dict[str, Any], index: int) -> str:
-    name = listener.get("name")
+def _label(listener: Any, index: int) -> str:
+    name = listener.name
     return f"'{name}'" if isinstance(name, str) else str(index + 1)
 
 
@@ -34,19 +35,17 @@ def _server_endpoint(text: Any) -> Endpoint | None:
         return None
 
 
-def check_listeners(
-    listeners: list[Any], admin: dict[str, Any] | None, locations: Locations
-) -> list[Problem]:
+def check_listeners(listeners: list[Any], admin: Any, locations: Locations) -> list[Problem]:
     """Duplicate names, shared ports or socket paths (admin included), shared directories."""
     found: list[Problem | None] = []
     names: dict[str, Location | None] = {}
     bound: list[tuple[str, Endpoint]] = []
     read: dict[Any, str] = {}
     for index, listener in enumerate(listeners):
-        if not isinstance(listener, dict):
+        if not isinstance(listener, Settings):
             continue
         label = _label(listener, index)
-        name = listener.get("name")
+        name = listener.name
         if isinstance(name, str):
             if name in names:
                 found.append(
@@ -57,7 +56,7 @@ def check_listeners(
                     )
                 )
             names.setdefault(name, locations.get(("listeners", index, "name")))
-        endpoint = _server_endpoint(listener.get("mllp"))
+        endpoint = _server_endpoint(getattr(listener, "mllp", None))  # a source kind's key
         if endpoint is not None:
             for other_label, other in bound:
                 if endpoint.binds_same_as(other):
@@ -70,7 +69,7 @@ def check_listeners(
                     )
                     break
             bound.append((label, endpoint))
-        directory = listener.get("directory")
+        directory = getattr(listener, "directory", None)
         if directory:
             if directory in read:
                 found.append(
@@ -82,15 +81,15 @@ def check_listeners(
                     )
                 )
             read.setdefault(directory, label)
-    if isinstance(admin, dict):
+    if isinstance(admin, Settings):
         found.extend(_check_admin(admin, bound, locations))
     return [problem for problem in found if problem is not None]
 
 
 def _check_admin(
-    admin: dict[str, Any], bound: list[tuple[str, Endpoint]], locations: Locations
+    admin: Any, bound: list[tuple[str, Endpoint]], locations: Locations
 ) -> list[Problem | None]:
-    endpoint = _server_endpoint(admin.get("listen"))
+    endpoint = _server_endpoint(admin.listen)
     if endpoint is None:
         return []
     for index, (label, other) in enumerate(bound):
@@ -111,15 +110,15 @@ def check_routes(
     """Every channel in `to` is loaded; every `match.listener` is defined."""
     found: list[Problem | None] = []
     for index, route in enumerate(routes):
-        if not isinstance(route, dict):
+        if not isinstance(route, Settings):
             continue
-        for position, name in enumerate(route.get("to") or []):
+        for position, name in enumerate(route.to or []):
             if isinstance(name, str) and name not in channel_names:
                 hint = suggest(name, sorted(channel_names), "channels")
                 path = ("routes", index, "to", position)
                 found.append(_problem(locations, path, f"unknown channel '{name}'{hint}"))
-        match = route.get("match")
-        listeners = match.get("listener") if isinstance(match, dict) else None
+        match = route.match
+        listeners = match.listener if isinstance(match, Settings) else None
         for position, name in enumerate(listeners or []):
             if isinstance(name, str) and name not in listener_names:
                 hint = suggest(name, sorted(listener_names), "listeners")
@@ -133,23 +132,22 @@ def check_retention(
 ) -> list[Problem]:
     """Retention must keep a message longer than any duplicate window: the first copy in the
     store is what recognises a resend."""
-    if not isinstance(store_options, dict):
+    if not isinstance(store_options, Settings) or not isinstance(
+        retention := store_options.retention, Settings
+    ):
         return []
-    retention = store_options.get("retention") or {}
     windows = [
-        (item.get("name"), item.get("duplicate_window") or 0.0)
+        (item.name, item.duplicate_window or 0.0)
         for item in listeners
-        if isinstance(item, dict) and isinstance(item.get("duplicate_window"), int | float)
+        if isinstance(item, Settings) and isinstance(item.duplicate_window, int | float)
     ]
     if not windows:
         return []
     name, window = max(windows, key=lambda w: w[1])
-    ages = [(("store_options", "retention", "max_age"), retention.get("max_age"))]
-    for i, rule in enumerate(retention.get("rules") or []):
-        if isinstance(rule, dict):
-            ages.append(
-                (("store_options", "retention", "rules", i, "max_age"), rule.get("max_age"))
-            )
+    ages = [(("store_options", "retention", "max_age"), retention.max_age)]
+    for i, rule in enumerate(retention.rules or []):
+        if isinstance(rule, Settings):
+            ages.append((("store_options", "retention", "rules", i, "max_age"), rule.max_age))
     found = []
     for path, age in ages:
         if isinstance(age, int | float) and age <= window:

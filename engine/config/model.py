@@ -12,7 +12,7 @@ from .channel_spec import CHANNEL, channel_name, channel_where
 from .checks import check_listeners, check_retention, check_routes
 from .errors import ConfigError, Problem, UnreadableConfig, display_path
 from .loader import Location, load_yaml
-from .registry import Registry, default_registry
+from .registry import Check, Registry, using
 from .routes_spec import ROUTES
 from .validation import INVALID, At, Ctx, Path_
 
@@ -21,20 +21,22 @@ from .validation import INVALID, At, Ctx, Path_
 class Config:
     """A validated configuration, every default filled.
 
-    `listeners`, `routes` and `channels` hold plain dicts as described by their specs
-    (`switchboard docs`); paths are absolute `Path`s and durations float seconds.
+    Every value is its spec's frozen settings object (`switchboard docs` lists the keys; a
+    key is an attribute); paths are absolute `Path`s and durations float seconds.
+    `channel_files` says which file each channel came from.
     """
 
     path: Path
     base_dir: Path
     store: str
-    store_options: dict[str, Any]
+    store_options: Any
     channels_dir: Path
-    listeners: list[dict[str, Any]]
-    admin: dict[str, Any] | None
-    logging: dict[str, Any]
-    routes: list[dict[str, Any]]
-    channels: dict[str, dict[str, Any]]
+    listeners: list[Any]
+    admin: Any | None
+    logging: Any
+    routes: list[Any]
+    channels: dict[str, Any]
+    channel_files: dict[str, Path] = field(default_factory=dict)
     locations: Mapping[Path_, Location] = field(default_factory=dict, repr=False)
 
     def location(self, path: Path_) -> Location | None:
@@ -57,9 +59,9 @@ class Config:
         location = self.location(path)
         return location.problem(message) if location else Problem(str(self.path), 0, 0, message)
 
-    def listener(self, name: str) -> dict[str, Any]:
+    def listener(self, name: str) -> Any:
         for listener in self.listeners:
-            if listener["name"] == name:
+            if listener.name == name:
                 return listener
         raise KeyError(name)
 
@@ -68,19 +70,23 @@ def load_config(
     path: str | os.PathLike[str],
     environ: Mapping[str, str] | None = None,
     registry: Registry | None = None,
+    checks: tuple[Check, ...] = (),
 ) -> Config:
-    """Load and validate routes.yaml and every channel file, and run the registry's checks
-    (with the default registry: the channels are built, so functions import and tables load).
-    Raises ConfigError listing every problem of every file, found in this one pass; when
-    routes.yaml itself cannot be read, that is the only problem. `environ` replaces
-    os.environ for `${VAR}` substitution."""
-    if registry is None:
-        import engine.components  # noqa: F401  (the built-in kinds and checks)
+    """Load and validate routes.yaml and every channel file with the kinds of `registry`
+    (engine.components.load_config passes the engine's), then run the registry's checks and
+    `checks` on whatever validated. Raises ConfigError listing every problem of every file,
+    found in this one pass; when routes.yaml itself cannot be read, that is the only
+    problem. `environ` replaces os.environ for `${VAR}` substitution."""
+    with using(registry):
+        return _load(path, environ, (*(registry.checks if registry else ()), *checks))
+
+
+def _load(path, environ, checks) -> Config:
     file = Path(os.path.abspath(path))
     base_dir = file.parent
     problems: list[Problem] = []
     locations: dict[Path_, Location] = {}
-    top: dict[str, Any] = {}
+    top: Any = None
     if file.is_dir() or not file.exists():
         missing = "is a directory, not a file" if file.is_dir() else "file not found"
         raise UnreadableConfig([Problem(str(file), 0, 0, missing)])
@@ -89,36 +95,34 @@ def load_config(
         raise UnreadableConfig(found)
     problems.extend(found)
     if root is not None:
-        ctx = Ctx(str(file), base_dir, problems, locations, registry)
+        ctx = Ctx(str(file), base_dir, problems, locations)
         top = ROUTES.validate(root, ctx, At((), "the top level", None), None)
-        if not isinstance(top, dict):
-            top = {}
-    channels_dir = top.get("channels_dir") or base_dir / "channels"
-    loader = _ChannelLoader(environ, registry, problems, locations)
+    channels_dir = getattr(top, "channels_dir", None) or base_dir / "channels"
+    loader = _ChannelLoader(environ, problems, locations)
     loader.load_dir(channels_dir, explicit=("channels_dir",) in locations)
-    listeners = top.get("listeners") or []
-    problems.extend(check_listeners(listeners, top.get("admin"), locations))
+    listeners = getattr(top, "listeners", None) or []
+    problems.extend(check_listeners(listeners, getattr(top, "admin", None), locations))
     listener_names = {
-        item["name"]
-        for item in listeners
-        if isinstance(item, dict) and isinstance(item["name"], str)
+        name for item in listeners if isinstance(name := getattr(item, "name", None), str)
     }
-    problems.extend(check_routes(top.get("routes") or [], listener_names, loader.names, locations))
-    problems.extend(check_retention(top.get("store_options"), listeners, locations))
+    routes = getattr(top, "routes", None) or []
+    problems.extend(check_routes(routes, listener_names, loader.names, locations))
+    problems.extend(check_retention(getattr(top, "store_options", None), listeners, locations))
     config = Config(
         path=file,
         base_dir=base_dir,
-        store=top.get("store", INVALID),
-        store_options=top.get("store_options", INVALID),
+        store=getattr(top, "store", INVALID),
+        store_options=getattr(top, "store_options", INVALID),
         channels_dir=channels_dir,
         listeners=listeners,
-        admin=top.get("admin", INVALID),
-        logging=top.get("logging", INVALID),
-        routes=top.get("routes", INVALID),
+        admin=getattr(top, "admin", INVALID),
+        logging=getattr(top, "logging", INVALID),
+        routes=getattr(top, "routes", INVALID),
         channels=loader.channels,
+        channel_files=loader.files,
         locations=locations,
     )
-    for check in (registry or default_registry).checks:
+    for check in checks:
         problems.extend(check(config))
     if problems:
         raise ConfigError(problems)
@@ -132,15 +136,14 @@ class _ChannelLoader:
     def __init__(
         self,
         environ: Mapping[str, str] | None,
-        registry: Registry | None,
         problems: list[Problem],
         locations: dict[Path_, Location],
     ):
         self.environ = environ
-        self.registry = registry
         self.problems = problems
         self.locations = locations
-        self.channels: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, Any] = {}
+        self.files: dict[str, Path] = {}
         self.names: set[str] = set()
         self.first: dict[str, Location | None] = {}
 
@@ -164,10 +167,10 @@ class _ChannelLoader:
         if peeked:
             self.names.add(peeked)
         key = peeked or str(file)
-        ctx = Ctx(str(file), file.parent, self.problems, self.locations, self.registry)
+        ctx = Ctx(str(file), file.parent, self.problems, self.locations)
         at = At(("channels", key), "the top level", None)
         channel = CHANNEL.validate(root, ctx, at, channel_where(root))
-        name = channel.get("name") if isinstance(channel, dict) else None
+        name = getattr(channel, "name", None)
         if not isinstance(name, str):
             return
         name_at = self.locations.get(("channels", name, "name"))
@@ -177,4 +180,5 @@ class _ChannelLoader:
             self.problems.append(where.problem(message))
             return
         self.first[name] = name_at
-        self.channels[name] = {**channel, "path": file}
+        self.channels[name] = channel
+        self.files[name] = file

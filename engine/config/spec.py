@@ -1,22 +1,26 @@
 """Declarative config specs: declared once, they validate YAML, print docs and emit JSON Schema.
 
-A component declares a `Spec` (a name, a description and `Field`s, each with a `FieldType`
-from `fieldtypes`); `Spec.validate` turns a YAML mapping node into a dict with every default
-filled, recording each problem with its location; `describe(spec)` renders the docs text and
+A component declares a `Spec` (a name, a description and `Field`s, each with a `FieldType`);
+`Spec.validate` turns a YAML mapping node into the spec's frozen settings object (one slotted
+dataclass per spec, an attribute per field, every default filled: a default lives in the spec
+only), recording each problem with its location; `describe(spec)` renders the docs text and
 `json_schema(spec)` the JSON Schema (draft 2020-12) of the same spec.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import keyword
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from .errors import display_path
-from .units import parse_duration, parse_size
+from .errors import ConfigError, display_path
+from .scalars import parse_duration, parse_size
 from .validation import INVALID, At, Ctx, FieldType, closest, is_null, suggest
 
 __all__ = [
@@ -68,7 +72,9 @@ class Spec:
     `label_key` names the key that identifies list items in messages (`listener 'lab-in'`);
     `exactly_one_of` lists keys of which exactly one must be given; `shorthand` names the key
     a plain scalar stands for (`python: mod:fn` == `python: {function: mod:fn}`); `finish`
-    runs after the fields, for checks that span several of them.
+    runs after the fields on the values as a dict, for checks that span several of them.
+    `kind` (a destination's, a source's) becomes the settings' `kind`; with `kinds` (keys of
+    which exactly one is given) `kind` is the one given.
     """
 
     name: str
@@ -78,6 +84,37 @@ class Spec:
     exactly_one_of: tuple[str, ...] = ()
     shorthand: str | None = None
     finish: Finish | None = None
+    kind: str | None = None
+    kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kinds and not self.exactly_one_of:
+            object.__setattr__(self, "exactly_one_of", self.kinds)
+
+    @property
+    def settings_type(self) -> type[Settings]:
+        """The frozen dataclass `validate` returns, made once per spec."""
+        made = self.__dict__.get("_settings_type")
+        if made is None:
+            made = _settings_type(self)
+            object.__setattr__(self, "_settings_type", made)
+        return made
+
+    def settings(self, values: Mapping[str, Any]) -> Settings:
+        """The settings object of already-validated values (by key name)."""
+        return self.settings_type(**{attribute(k): v for k, v in values.items()})
+
+    def build(self, values: Mapping[str, Any], base_dir: Any = ".") -> Settings:
+        """Validate a plain mapping as if it had been written in a file (tests, code that
+        makes settings): raises ConfigError with every problem."""
+        from pathlib import Path
+
+        node = yaml.compose(yaml.safe_dump(dict(values)), Loader=yaml.SafeLoader)
+        ctx = Ctx("<settings>", Path(base_dir))
+        value = self.validate(node, ctx, At((), "the top level", None), self.name)
+        if ctx.problems:
+            raise ConfigError(ctx.problems)
+        return value
 
     def field(self, name: str) -> Field | None:
         for spec_field in self.fields:
@@ -144,7 +181,7 @@ class Spec:
                 result[spec_field.name] = default_value(spec_field, ctx, at, where)
         if self.finish is not None:
             self.finish(result, node, ctx, label)
-        return result
+        return self.settings(result)
 
     def _check_presence(
         self,
@@ -179,6 +216,65 @@ class Spec:
                 else:
                     message = f"key '{name}' only applies with '{needed}'"
                 ctx.error(key, message)
+
+
+class Settings:
+    """Base of every spec's settings type: frozen, slotted, compared by value."""
+
+    __slots__ = ()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (attribute names)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Key names to plain values, nested settings as dicts too (JSON, tests)."""
+        return {
+            f.name.rstrip("_") if f.name[:-1] in _KEYWORD_KEYS else f.name: plain(
+                getattr(self, f.name)
+            )
+            for f in dataclasses.fields(self)
+        }
+
+
+_KEYWORD_KEYS = frozenset(keyword.kwlist)  # soft keywords (match, type) are fine names
+
+
+def attribute(key: str) -> str:
+    """The attribute of a key: `from` -> `from_` (Python keywords), others as they are."""
+    return f"{key}_" if key in _KEYWORD_KEYS else key
+
+
+def plain(value: Any) -> Any:
+    """Settings (and other dataclasses) as dicts, recursively through lists and dicts."""
+    if isinstance(value, Settings):
+        return value.as_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def _settings_type(spec: Spec) -> type[Settings]:
+    label = spec.name if spec.kind in (None, spec.name) else f"{spec.kind} {spec.name}"
+    words = re.findall(r"[A-Za-z0-9]+", label) or ["x"]
+    name = "".join(word.capitalize() for word in words) + "Settings"
+    namespace: dict[str, Any] = {"__doc__": f"Validated settings of {spec.name!r}."}
+    if spec.kinds:
+        kinds = tuple(attribute(k) for k in spec.kinds)
+        namespace["kind"] = property(
+            lambda self: next((k for k in kinds if getattr(self, k) is not None), None),
+            doc="The one of " + ", ".join(spec.kinds) + " that is given.",
+        )
+    elif spec.kind is not None:
+        namespace["kind"] = spec.kind
+    fields = [(attribute(f.name), Any) for f in spec.fields]
+    return dataclasses.make_dataclass(
+        name, fields, bases=(Settings,), namespace=namespace, frozen=True, slots=True
+    )
 
 
 def default_value(spec_field: Field, ctx: Ctx, at: At, where: str | None) -> Any:

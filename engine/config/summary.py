@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from .errors import display_path
 from .model import Config
-from .routes_spec import mask_password
+from .store_spec import mask_password
 
 
-def _listener_line(listener: dict, width: int) -> str:
-    name = listener["name"].ljust(width)
-    if listener["mllp"]:
-        source = f"mllp {listener['mllp']}"
-        tls = listener["tls"]
+def _listener_line(listener, width: int) -> str:
+    name = listener.name.ljust(width)
+    if listener.mllp:
+        source = f"mllp {listener.mllp}"
+        tls = listener.tls
         if tls:
-            source += f" tls>={tls['min_version']}"
-            if tls["require_client_cert"] != "none":
-                source += f" client-cert={tls['require_client_cert']}"
+            source += f" tls>={tls.min_version}"
+            if tls.require_client_cert != "none":
+                source += f" client-cert={tls.require_client_cert}"
     else:
-        source = f"directory {display_path(listener['directory'])} ({listener['pattern']})"
-    return f"  {name}  {source}  ack={listener['ack']}"
+        source = f"directory {display_path(listener.directory)} ({listener.pattern})"
+    return f"  {name}  {source}  ack={listener.ack}"
 
 
 def summary(config: Config) -> str:
     """Listeners with their endpoints or directories and ACK mode, routes, channels, store
     (password masked) and admin endpoint."""
     lines = [f"{display_path(config.path)}: OK", f"store: {mask_password(config.store)}"]
-    width = max((len(listener["name"]) for listener in config.listeners), default=0)
+    width = max((len(listener.name) for listener in config.listeners), default=0)
     lines.append(f"listeners ({len(config.listeners)}):")
     lines.extend(_listener_line(listener, width) for listener in config.listeners)
     lines.append(f"routes: {len(config.routes)}")
@@ -35,6 +35,6 @@ def summary(config: Config) -> str:
     if admin is None:
         lines.append("admin: off")
     else:
-        token = "token required" if admin["token"] else "no token"
-        lines.append(f"admin: {admin['listen']} ({token})")
+        token = "token required" if admin.token else "no token"
+        lines.append(f"admin: {admin.listen} ({token})")
     return "\n".join(lines)

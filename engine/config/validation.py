@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,7 +45,6 @@ class Ctx:
     base_dir: Path
     problems: list[Problem] = field(default_factory=list)
     locations: dict[Path_, Location] = field(default_factory=dict)
-    registry: Any = None
 
     def error(self, node: Node, message: str) -> Any:
         """Record a problem at `node` and return INVALID. A value whose `${VAR}` could not be
@@ -148,6 +148,8 @@ def has_invalid(value: Any) -> bool:
         return True
     if isinstance(value, dict):
         return any(has_invalid(item) for item in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(has_invalid(getattr(value, f.name)) for f in dataclasses.fields(value))
     if isinstance(value, list | tuple):
         return any(has_invalid(item) for item in value)
     return False

@@ -52,9 +52,8 @@ class QueuedRow:
 
 
 class QueueStore:
-    sealer = NULL_SEALER  # engine.store.crypto; set by the delivery service
-
-    def __init__(self, engine: Engine, node: str):
+    def __init__(self, engine: Engine, node: str, sealer=NULL_SEALER):
+        self.sealer = sealer  # engine.store.crypto: payloads are opened as they are claimed
         self.engine = engine
         self.node = node
         self.single_node = engine.dialect.name == "sqlite"

@@ -18,13 +18,13 @@ class RetryPolicy:
     jitter: float = 0.2  # +-20% of the delay, so a fleet of retries does not stampede
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> RetryPolicy:
-        cfg = cfg or {}
+    def from_config(cls, retry) -> RetryPolicy:
+        """The policy of a destination's validated ``retry`` settings."""
         return cls(
-            max_attempts=int(cfg.get("max_attempts", 10)),
-            backoff=float(cfg.get("backoff", 2.0)),
-            max_backoff=float(cfg.get("max_backoff", 300.0)),
-            max_age=float(cfg.get("max_age", 0.0) or 0.0),
+            max_attempts=int(retry.max_attempts),
+            backoff=float(retry.backoff),
+            max_backoff=float(retry.max_backoff),
+            max_age=float(retry.max_age or 0.0),
         )
 
     def delay(self, attempts: int, rand: random.Random | None = None) -> float:

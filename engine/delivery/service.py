@@ -16,7 +16,6 @@ from twisted.internet.threads import deferToThreadPool
 
 from engine.delivery.queue import QueueStore
 from engine.delivery.worker import DestinationWorker
-from engine.destinations.file.sender import FileSender
 from engine.logging import get_logger
 from engine.store.schema import OPEN_STATES
 
@@ -27,74 +26,53 @@ def node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def make_sender(kind: str, config: dict, reactor):
-    if kind == "mllp":
-        from engine.destinations.mllp.sender import MLLPSender
-
-        return MLLPSender(config, reactor=reactor)
-    if kind == "rest":
-        from engine.destinations.rest.sender import RestSender
-
-        return RestSender(config, reactor=reactor)
-    if kind == "file":
-        return FileSender(config, reactor=reactor)
-    if kind == "fhir":
-        from engine.destinations.fhir.sender import FhirSender
-
-        return FhirSender(config, reactor=reactor)
-    raise ValueError(f"no sender for destination kind {kind!r}")
-
-
 class DeliveryService(MultiService):
     name = "delivery"
     depth_interval = 5.0
 
-    def __init__(self, store_engine, writer, reactor, metrics, pipeline, node: str | None = None,
-                 options: dict | None = None, sealer=None):  # fmt: skip
+    def __init__(self, store_engine, options, ctx, pipeline, node: str | None = None):
+        """Workers for the pipeline's destinations, timed by ``options`` (store_options);
+        ``ctx`` gives the reactor, the writer, metrics and the sealer that opens payloads."""
         super().__init__()
-        options = options or {}
-        self.lease_ttl = float(options.get("lease_ttl", 15.0))
-        self.poll_interval = float(options.get("poll_interval", 1.0))
-        self.stop_timeout = float(options.get("stop_timeout", 10.0))
-        self.reactor = reactor
-        self.writer = writer
-        self.metrics = metrics
+        self.options = options
+        self.ctx = ctx
+        self.reactor = ctx.reactor
+        self.writer = ctx.writer
+        self.metrics = ctx.metrics
         self.node = node or node_id()
-        self.queue = QueueStore(store_engine, self.node)
-        if sealer is not None:
-            self.queue.sealer = sealer  # payloads are opened as they are claimed
+        self.queue = QueueStore(store_engine, self.node, ctx.sealer)
         self.pipeline = pipeline
         self.workers: dict[tuple[str, str], DestinationWorker] = {}
         self._configs: dict[tuple[str, str], dict] = {}
         self._depths = LoopingCall(self._refresh_depths)
-        self._depths.clock = reactor
+        self._depths.clock = ctx.clock
 
     def _run_db(self, fn, *args):
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
 
-    def _wanted(self, pipeline) -> dict[tuple[str, str], tuple[str, dict]]:
-        out = {}
-        for name, channel in pipeline.channels.items():
-            for target in channel.targets:
-                dest = target.destination
-                out[(name, dest.name)] = (dest.kind, dest.config)
-        return out
+    def _wanted(self, pipeline) -> dict[tuple[str, str], object]:
+        """(channel, destination name) -> the destination, for every channel destination."""
+        return {
+            (name, target.destination.name): target.destination
+            for name, channel in pipeline.channels.items()
+            for target in channel.targets
+        }
 
-    def _start_worker(self, key, kind: str, config: dict) -> None:
+    def _start_worker(self, key, destination) -> None:
+        o = self.options
         worker = DestinationWorker(
-            key[0], config, make_sender(kind, config, self.reactor), queue=self.queue,
-            writer=self.writer, clock=self.reactor, metrics=self.metrics, run_db=self._run_db,
+            key[0], destination.config, destination.sender(self.ctx), queue=self.queue,
+            writer=self.writer, clock=self.ctx.clock, metrics=self.metrics,
+            run_db=self._run_db, poll_interval=o.poll_interval, lease_ttl=o.lease_ttl,
+            stop_timeout=o.stop_timeout,
         )  # fmt: skip
-        worker.lease_ttl = self.lease_ttl
-        worker.poll_interval = self.poll_interval
-        worker.stop_timeout = self.stop_timeout
         self.workers[key] = worker
-        self._configs[key] = config
+        self._configs[key] = destination.config
         worker.setServiceParent(self)  # starts it if delivery runs
 
     def startService(self) -> None:
-        for key, (kind, config) in self._wanted(self.pipeline).items():
-            self._start_worker(key, kind, config)
+        for key, destination in self._wanted(self.pipeline).items():
+            self._start_worker(key, destination)
         super().startService()  # starts the workers
         self._depths.start(self.depth_interval, now=True).addErrback(
             lambda f: log.error("queue gauges stopped", error=f.getErrorMessage())
@@ -112,13 +90,13 @@ class DeliveryService(MultiService):
         wanted = self._wanted(pipeline)
         self.pipeline = pipeline
         for key in list(self.workers):
-            if key not in wanted or wanted[key][1] != self._configs[key]:
+            if key not in wanted or wanted[key].config != self._configs[key]:
                 worker = self.workers.pop(key)
                 self._configs.pop(key, None)
                 yield worker.disownServiceParent()
-        for key, (kind, config) in wanted.items():
+        for key, destination in wanted.items():
             if key not in self.workers:
-                self._start_worker(key, kind, config)
+                self._start_worker(key, destination)
 
     def wake(self, keys) -> None:
         for key in keys:

@@ -44,18 +44,26 @@ class DestinationWorker(Service):
     lease_ttl = 15.0
     stop_timeout = 10.0  # how long a stop waits for the send in flight
 
-    def __init__(self, channel: str, config: dict, sender, *, queue: QueueStore, writer,
-                 clock, metrics=None, run_db=None, rand: random.Random | None = None):  # fmt: skip
+    def __init__(self, channel: str, config, sender, *, queue: QueueStore, writer, clock,
+                 metrics=None, run_db=None, rand: random.Random | None = None,
+                 poll_interval: float | None = None, lease_ttl: float | None = None,
+                 stop_timeout: float | None = None):  # fmt: skip
+        """A worker for one destination (its validated settings); the timings default to the
+        class's and the engine gives store_options' own."""
         self.channel = channel
-        self.destination = config["name"]
+        self.destination = config.name
+        for name, value in (("poll_interval", poll_interval), ("lease_ttl", lease_ttl),
+                            ("stop_timeout", stop_timeout)):  # fmt: skip
+            if value is not None:
+                setattr(self, name, float(value))
         self.setName(f"{channel}/{self.destination}")
         self.config = config
         self.sender = sender
         self.queue = queue
         self.writer = writer
         self.clock = clock
-        self.policy = RetryPolicy.from_config(config.get("retry"))
-        self.block = config.get("on_failure") == "block"
+        self.policy = RetryPolicy.from_config(config.retry)
+        self.block = config.on_failure == "block"
         self.rand = rand or random.Random()
         self.run_db = run_db or self._thread_db
         self.log = get_logger("delivery", channel=channel, destination=self.destination)

@@ -1,10 +1,8 @@
-"""Destination kinds: each declares its config spec once and how it renders a message.
+"""Destination kinds: a folder per kind (mllp, rest, file, fhir) holding its spec and render
+(``__init__.py``) and its sender (``sender.py``); what they share is in ``base.py``.
+engine.components registers the built-in kinds; engine.delivery drives the senders (queues,
+retries, outcomes)."""
 
-Delivery itself (queues, retries, ACK tracking) is engine/delivery; a channel only renders:
-ER7 bytes for MLLP and file destinations, ER7 or JSON for REST.
-"""
+from engine.destinations.base import Destination, Rendered
 
-from engine.destinations import fhir, file, mllp, rest  # noqa: F401  (registration on import)
-from engine.destinations.base import DESTINATION_KINDS, Destination, Rendered
-
-__all__ = ["DESTINATION_KINDS", "Destination", "Rendered"]
+__all__ = ["Destination", "Rendered"]

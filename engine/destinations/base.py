@@ -1,4 +1,11 @@
-"""What every destination kind shares: registration, common options, rendering."""
+"""What every destination kind shares: its declaration (kind and spec, common options),
+rendering, and how its sender is made.
+
+A destination kind is a class built as ``cls(conf, ctx)`` (engine.context.Context) that
+renders a message for its peer (``render``) and makes the sender that delivers it
+(``sender(ctx)``, a class in the kind's own ``sender.py``). engine.components registers the
+built-in kinds.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from engine.config import Field, Spec, register_destination
+from engine.config import Field, Spec
 from engine.config.channel_spec import StepList
-from engine.config.external import FilePath
-from engine.config.hl7types import Condition
+from engine.config.fieldtypes import FilePath
 from engine.config.scalars import Bool, Duration, Enum, Int, String
 from engine.config.spec import Nested
+from engine.hl7.fieldtypes import Condition
 from engine.hl7.message import Message
-
-DESTINATION_KINDS: dict[str, type[Destination]] = {}
 
 RETRY = Spec(
     "retry",
@@ -66,25 +71,36 @@ class Destination:
     spec: ClassVar[Spec]
     content_type = "x-application/hl7-v2+er7"
 
-    def __init__(self, config: dict[str, Any]):
-        self.config = config
-        self.name = config["name"]
+    def __init__(self, config: Any, ctx: Any):
+        self.config = config  # the settings its spec validated
+        self.name = config.name
 
     def render(self, message: Message) -> Rendered:
         return Rendered(message.to_bytes(), self.content_type)
 
+    def certificates(self) -> list[tuple[str, Any]]:
+        """(role, file) of the certificates it uses, for the expiry metric: a kind with a
+        `tls` option, its client certificate and CA."""
+        tls = self.config.tls if self.spec.field("tls") is not None else None
+        return [(role, path) for role, path in (("client", tls and tls.cert),
+                                                ("ca", tls and tls.ca)) if path]  # fmt: skip
+
+    def sender(self, ctx: Any):
+        """The sender that delivers what this destination renders (engine.delivery.worker
+        drives it)."""
+        raise NotImplementedError
+
 
 def destination_kind(kind: str, description: str, fields: tuple[Field, ...]):
-    """Class decorator: register a destination kind with its spec (plus the common options)."""
+    """Class decorator: a destination kind's name and spec, its own fields plus the common
+    options (engine.components registers the class)."""
 
-    def register(cls: type[Destination]) -> type[Destination]:
+    def declare(cls: type[Destination]) -> type[Destination]:
         cls.kind = kind
-        cls.spec = Spec(kind, description, (*fields, *COMMON_FIELDS))
-        DESTINATION_KINDS[kind] = cls
-        register_destination(kind, cls.spec)
+        cls.spec = Spec(kind, description, (*fields, *COMMON_FIELDS), kind=kind)
         return cls
 
-    return register
+    return declare
 
 
 def er7_as_json(message: Message) -> bytes:

@@ -42,7 +42,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from engine.config import Field, Spec
-from engine.config.external import Url
+from engine.config.fieldtypes import Url
 from engine.config.scalars import Enum, String
 from engine.config.spec import Nested
 from engine.tls import client_tls_options
@@ -64,7 +64,7 @@ BASIC = Spec(
         Field("password", String(), "Password (or use password_env)."),
         Field("password_env", String(), "Environment variable holding the password."),
     ),
-    exactly_one_of=("password", "password_env"),
+    kinds=("password", "password_env"),
 )
 
 OAUTH2 = Spec(
@@ -80,7 +80,7 @@ OAUTH2 = Spec(
         Field("client_auth", Enum("basic", "post"), "How the client authenticates to the "
               "token endpoint.", default="basic"),
     ),
-    exactly_one_of=("client_secret", "client_secret_env"),
+    kinds=("client_secret", "client_secret_env"),
 )  # fmt: skip
 
 AUTH = Spec(
@@ -93,7 +93,7 @@ AUTH = Spec(
         Field("basic", Nested(BASIC), "HTTP Basic."),
         Field("oauth2", Nested(OAUTH2), "OAuth2 client credentials."),
     ),
-    exactly_one_of=("bearer", "bearer_env", "basic", "oauth2"),
+    kinds=("bearer", "bearer_env", "basic", "oauth2"),
 )
 
 HMAC = Spec(
@@ -106,7 +106,7 @@ HMAC = Spec(
         Field("header", String(), "Signature header.", default="X-Signature-256"),
         Field("algorithm", Enum("sha256", "sha512"), "Hash.", default="sha256"),
     ),
-    exactly_one_of=("secret", "secret_env"),
+    kinds=("secret", "secret_env"),
 )
 
 
@@ -118,11 +118,11 @@ class TokenError(Exception):
     """The OAuth2 token endpoint gave no usable token (the reason holds no secrets)."""
 
 
-def _secret(config: Mapping[str, Any], name: str, where: str, environ: Mapping[str, str]) -> str:
-    """``config[name]`` or the environment variable named by ``config[name + '_env']``."""
-    if config.get(name) not in (None, ""):
-        return str(config[name])
-    var = config.get(f"{name}_env")
+def _secret(config: Any, name: str, where: str, environ: Mapping[str, str]) -> str:
+    """The settings' ``name``, or the environment variable their ``name_env`` names."""
+    if getattr(config, name) not in (None, ""):
+        return str(getattr(config, name))
+    var = getattr(config, f"{name}_env")
     if var is None:
         raise AuthConfigError(f"{where} needs {name} or {name}_env")
     value = environ.get(str(var))
@@ -239,35 +239,23 @@ class OAuth2ClientCredentials(NoAuth):
         self._token, self._expires_at = token, self.clock.seconds() + lifetime - margin
 
 
-def build_auth(config: Mapping[str, Any] | None, *, clock, fetch: Fetch,
+def build_auth(config: Any, *, clock, fetch: Fetch,
                environ: Mapping[str, str] = os.environ) -> NoAuth:  # fmt: skip
-    """The credentials for ``auth`` (see the module docstring); NoAuth for None or {}."""
-    if not config:
+    """The credentials for validated ``auth`` settings (see the module docstring; the spec
+    saw to exactly one kind and what each needs); NoAuth for None."""
+    if config is None:
         return NoAuth()
-    kinds = [k for k in ("bearer", "bearer_env", "basic", "oauth2") if config.get(k) is not None]
-    unknown = sorted(set(config) - {"bearer", "bearer_env", "basic", "oauth2"})
-    if len(kinds) != 1 or unknown:
-        raise AuthConfigError(
-            "auth takes exactly one of bearer, bearer_env, basic, oauth2"
-            + (f" (unknown: {', '.join(unknown)})" if unknown else f" (got {kinds or 'none'})")
-        )
-    if kinds[0] in ("bearer", "bearer_env"):
+    if config.kind in ("bearer", "bearer_env"):
         return StaticAuth("Bearer " + _secret(config, "bearer", "auth", environ))
-    if kinds[0] == "basic":
-        basic = config["basic"] or {}
-        if not basic.get("username"):
-            raise AuthConfigError("auth.basic needs a username")
+    if config.kind == "basic":
+        basic = config.basic
         password = _secret(basic, "password", "auth.basic", environ)
-        return StaticAuth(basic_value(str(basic["username"]), password))
-    oauth = config["oauth2"] or {}
-    for name in ("token_url", "client_id"):
-        if not oauth.get(name):
-            raise AuthConfigError(f"auth.oauth2 needs {name}")
+        return StaticAuth(basic_value(str(basic.username), password))
+    oauth = config.oauth2
     return OAuth2ClientCredentials(
-        str(oauth["token_url"]), str(oauth["client_id"]),
+        str(oauth.token_url), str(oauth.client_id),
         _secret(oauth, "client_secret", "auth.oauth2", environ), clock=clock, fetch=fetch,
-        scope=oauth.get("scope"), audience=oauth.get("audience"),
-        client_auth=oauth.get("client_auth") or "basic",
+        scope=oauth.scope, audience=oauth.audience, client_auth=oauth.client_auth,
     )  # fmt: skip
 
 
@@ -286,26 +274,28 @@ class HmacSigner:
         return {TIMESTAMP_HEADER: timestamp, self.header: f"{self.algorithm}={digest.hexdigest()}"}
 
 
-def build_signer(config: Mapping[str, Any] | None, *, clock,
+def build_signer(config: Any, *, clock,
                  environ: Mapping[str, str] = os.environ) -> HmacSigner | None:  # fmt: skip
-    if not config:
+    """The signer for validated ``hmac`` settings, or None."""
+    if config is None:
         return None
     secret = _secret(config, "secret", "hmac", environ).encode()
-    return HmacSigner(secret, clock=clock, header=config.get("header") or "X-Signature-256",
-                      algorithm=config.get("algorithm") or "sha256")  # fmt: skip
+    return HmacSigner(secret, clock=clock, header=config.header, algorithm=config.algorithm)
 
 
 @implementer(IPolicyForHTTPS)
 class DestinationTLSPolicy:
     """``client_tls_options`` for the destination's host and port, browser-like elsewhere."""
 
-    def __init__(self, host: str, port: int, tls: Mapping[str, Any]):
+    def __init__(self, host: str, port: int, tls: Any):
         self._netloc = (host.lower(), port)
         self._creator = client_tls_options(
-            tls.get("server_name") or host,
-            _path(tls.get("ca")), _path(tls.get("cert")), _path(tls.get("key")),
-            str(tls.get("min_version") or "1.2"),
-        )  # fmt: skip
+            tls.server_name or host,
+            _path(tls.ca),
+            _path(tls.cert),
+            _path(tls.key),
+            str(tls.min_version),
+        )
         self._default = BrowserLikePolicyForHTTPS()
 
     def creatorForNetloc(self, hostname: bytes, port: int):

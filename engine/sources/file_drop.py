@@ -1,4 +1,5 @@
-"""The file-drop listener: settled files claimed by atomic rename, stored whole, then filed away.
+"""The file-drop source (`directory:` on a listener): settled files claimed by atomic
+rename, stored whole, then filed away.
 
 A file is taken once its size and mtime have held still for ``settle_time`` (and its mtime is
 that old), renamed into ``.processing/``, split (:mod:`engine.hl7.batch`) and all its messages
@@ -23,7 +24,11 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
+from engine.config import Field, Spec
+from engine.config.fieldtypes import DirPath
+from engine.config.scalars import Duration, String
 from engine.hl7.batch import Batch, BatchError, file_ack, split_file
+from engine.intake import Intake
 from engine.logging import get_logger
 from engine.store.schema import REJECTED, files
 
@@ -32,30 +37,66 @@ ERROR = "error"
 PROCESSING = ".processing"
 DUPLICATE = "duplicate"  # metrics outcome: the same file dropped again
 
+SPEC = Spec(
+    "directory",
+    "Take files dropped in a directory (one message, or FHS/BHS batches).",
+    (
+        Field(
+            "directory",
+            DirPath(),
+            "Directory to take files from; done/ and error/ are made beside it.",
+            required=True,
+            example="drop/in",
+        ),
+        Field(
+            "poll_interval",
+            Duration(),
+            "How often the directory is scanned.",
+            default="1s",
+        ),
+        Field(
+            "settle_time",
+            Duration(),
+            "A file must stay unchanged this long before it is taken.",
+            default="2s",
+        ),
+        Field(
+            "pattern",
+            String(),
+            "Glob of the file names to take.",
+            default="*",
+            example="*.hl7",
+        ),
+    ),
+)
+
 
 class FileDropService(Service):
-    """Polls one drop directory and feeds its files through intake."""
+    """Polls one drop directory and feeds its files through intake:
+    ``FileDropService(listener settings, ctx)``, its intake built with it."""
 
-    def __init__(self, listener: dict, *, intake, writer, metrics, clock, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor
+    kind = "directory"
+    spec = SPEC
+
+    def __init__(self, listener, ctx):
+        self.setName(listener.name)
         self.listener = listener
-        self.listener_name = listener["name"]
-        self.directory = Path(listener["directory"])
+        self.listener_name = listener.name
+        self.directory = Path(listener.directory)
         self.done_dir = self.directory / DONE
         self.error_dir = self.directory / ERROR
         self.processing_dir = self.directory / PROCESSING
-        self.poll_interval = float(listener.get("poll_interval", 1.0))
-        self.settle_time = float(listener.get("settle_time", 2.0))
-        self.pattern = listener.get("pattern", "*")
+        self.poll_interval = listener.poll_interval
+        self.settle_time = listener.settle_time
+        self.pattern = listener.pattern
         self.peer = f"file:{self.listener_name}"
-        self.intake = intake
-        self.writer = writer
-        self.clock = clock
-        self.reactor = reactor
+        self.intake = Intake(listener, ctx)
+        self.writer = ctx.writer
+        self.clock = ctx.clock
+        self.reactor = ctx.reactor
         self.log = get_logger("file_drop", listener=self.listener_name)
         self._outcomes = {
-            o: metrics.files.labels(self.listener_name, o) for o in (DONE, ERROR, DUPLICATE)
+            o: ctx.metrics.files.labels(self.listener_name, o) for o in (DONE, ERROR, DUPLICATE)
         }
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (size, mtime), since
         self._busy = False

@@ -1,20 +1,30 @@
-"""The MLLP listener: frames from :mod:`engine.mllp.framing`, ACKs written in frame order.
+"""The MLLP source (`mllp:` on a listener): frames from :mod:`engine.mllp.framing`, ACKs
+written in frame order, TLS and allow-lists.
 
 On reload, a listener whose only changes are among :data:`LIVE_KEYS` keeps running: the new
-limits apply to new connections and to every open one (:meth:`MLLPServerFactory.applyLimits`).
+limits apply to new connections and to every open one (:meth:`MLLPSource.apply`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections import deque
 from fnmatch import fnmatchcase
 
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 
+from engine.config import Field, Spec
+from engine.config.fieldtypes import EndpointString, ListOf
+from engine.config.routes_spec import TLS
+from engine.config.scalars import Bool, Duration, Int, Size, String
+from engine.config.spec import Nested
+from engine.intake import Intake
 from engine.logging import get_logger
 from engine.mllp.framing import LIMITS, FrameReceiver, frame
+from engine.sources.listening import ListenerService
 
 log = get_logger("mllp")
 
@@ -22,11 +32,117 @@ log = get_logger("mllp")
 LIVE_KEYS = frozenset({*LIMITS, "max_connections"})
 
 
-def applies_live(old: dict, new: dict) -> bool:
-    """Whether a listener's new config differs from its old one only in :data:`LIVE_KEYS`
+class Network(String):
+    """An IP address range in CIDR notation (a lone address is its own /32 or /128)."""
+
+    name = "address range"
+
+    def check(self, node, ctx, at):
+        value = super().check(node, ctx, at)
+        if not isinstance(value, str):
+            return value
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return ctx.error(node, f"invalid address range '{value}' for {at.key}: write an "
+                             "address or a CIDR range like 10.20.0.0/16")  # fmt: skip
+        return value
+
+
+SPEC = Spec(
+    "mllp",
+    "Accept MLLP (TCP or TLS) on a Twisted server endpoint.",
+    (
+        Field(
+            "mllp",
+            EndpointString(),
+            "Twisted server endpoint to accept MLLP on.",
+            required=True,
+            example="tcp:2575",
+        ),
+        Field("tls", Nested(TLS), "TLS settings; null for plain TCP.", nullable=True),
+        Field(
+            "max_frame_size",
+            Size(min=1024),
+            "Largest MLLP frame accepted.",
+            default="16MiB",
+        ),
+        Field(
+            "frame_timeout",
+            Duration(),
+            "Longest wait inside a frame before the connection is dropped.",
+            default="10s",
+        ),
+        Field(
+            "idle_timeout",
+            Duration(),
+            "Close a connection idle this long; null never closes it.",
+            nullable=True,
+        ),
+        Field(
+            "max_connections",
+            Int(min=1),
+            "Most connections open at once.",
+            default=100,
+        ),
+        Field(
+            "allow_addresses",
+            ListOf(Network()),
+            "Only peers in these address ranges may connect (CIDR, e.g. 10.20.0.0/16); empty: any.",
+            default=[],
+            example=["10.20.0.0/16", "127.0.0.1/32"],
+        ),
+        Field(
+            "allow_subjects",
+            ListOf(String()),
+            "Only TLS clients whose verified certificate subject matches one of these "
+            "(RFC 4514, * wildcards) may send; empty: any.",
+            default=[],
+            requires="tls",
+            example=["CN=lab-gateway,O=Quest*"],
+        ),
+        Field(
+            "require_end_of_data",
+            Bool(),
+            "A frame ends with 1C 0D (true) or a lone 1C is accepted too (false).",
+            default=True,
+        ),
+    ),
+)
+
+
+def applies_live(old, new) -> bool:
+    """Whether a listener's new settings differ from its old ones only in :data:`LIVE_KEYS`
     (an MLLP listener: a directory has none)."""
-    changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
-    return bool(new.get("mllp")) and bool(changed) and changed <= LIVE_KEYS
+    changed = {
+        f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)
+    }
+    return old.kind == new.kind == "mllp" and bool(changed) and changed <= LIVE_KEYS
+
+
+class MLLPSource(ListenerService):
+    """An MLLP listener: ``MLLPSource(listener settings, ctx)``, its intake built with it."""
+
+    kind = "mllp"
+    spec = SPEC
+
+    def __init__(self, conf, ctx):
+        self.intake = Intake(conf, ctx)
+        self.server_factory = MLLPServerFactory(conf, self.intake, ctx)
+        wrapped = self.server_factory
+        creator = None
+        if conf.tls:
+            from engine.tls import serve_tls
+
+            wrapped, creator = serve_tls(self.server_factory, conf.tls)
+        super().__init__(serverFromString(ctx.reactor, conf.mllp), wrapped, conf.mllp,
+                         drain=self.server_factory.stopReading, tls_creator=creator)  # fmt: skip
+        self.setName(conf.name)
+
+    def apply(self, conf) -> None:
+        """Reload: new limits (see :func:`applies_live`) for every connection, kept open."""
+        self.server_factory.applyLimits(conf)
+        self.intake.listener = conf
 
 
 class MLLPServerProtocol(FrameReceiver):
@@ -115,35 +231,32 @@ _WAIT = object()
 class MLLPServerFactory(Factory):
     protocol = MLLPServerProtocol
 
-    def __init__(self, listener: dict, intake, metrics, clock, tls: bool = False):
+    def __init__(self, listener, intake, ctx):
         self.listener = listener
-        self.name = listener["name"]
+        self.name = listener.name
         self.intake = intake
-        self.clock = clock
-        self.tls = tls
+        self.clock = ctx.clock
+        self.tls = bool(listener.tls)
         self._readLimits(listener)
         self.open: set[MLLPServerProtocol] = set()
         self.stopping = False
         self.allow_networks = [
-            ipaddress.ip_network(n, strict=False) for n in listener.get("allow_addresses") or ()
+            ipaddress.ip_network(n, strict=False) for n in listener.allow_addresses
         ]
-        self.allow_subjects = list(listener.get("allow_subjects") or ())
+        self.allow_subjects = list(listener.allow_subjects or ())  # None without tls
         self.log = get_logger("mllp", listener=self.name)
+        metrics = ctx.metrics
         self.m_conn = metrics.connections.labels(self.name)
         self.m_refused = metrics.connections_refused.labels(self.name)
         self.m_open = metrics.connections_open.labels(self.name)
         self._frame_errors = metrics.frame_errors
 
-    def _readLimits(self, listener: dict) -> None:
-        self.limits = {  # for each connection (engine.mllp.framing.LIMITS)
-            "max_frame_size": int(listener.get("max_frame_size") or 16 * 1024 * 1024),
-            "frame_timeout": listener.get("frame_timeout", 10.0),
-            "idle_timeout": listener.get("idle_timeout"),
-            "require_end_of_data": listener.get("require_end_of_data", True),
-        }
-        self.max_connections = int(listener.get("max_connections") or 100)
+    def _readLimits(self, listener) -> None:
+        # for each connection (engine.mllp.framing.LIMITS)
+        self.limits = {key: getattr(listener, key) for key in LIMITS}
+        self.max_connections = listener.max_connections
 
-    def applyLimits(self, listener: dict) -> None:
+    def applyLimits(self, listener) -> None:
         """Reload: the listener's new limits for new connections and every open one. Lowering
         max_connections closes none; new ones are refused until fewer are open."""
         self.listener = listener

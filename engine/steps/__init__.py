@@ -1,22 +1,6 @@
-"""Channel steps: one module per kind, each registering itself with its config spec."""
+"""Channel steps: one module per kind, each class declaring its kind and config spec
+(`step_kind`); engine.components registers the built-in ones."""
 
-from engine.steps import (  # noqa: F401  (registration happens on import)
-    fields,
-    filter,
-    flag,
-    python,
-    translate,
-    validate,
-    values,
-    xslt,
-)
-from engine.steps.base import (
-    STEP_KINDS,
-    RunContext,
-    Runtime,
-    Step,
-    StepBuildError,
-    StepError,
-)
+from engine.steps.base import RunContext, Step, StepBuildError, StepError, step_kind
 
-__all__ = ["STEP_KINDS", "RunContext", "Runtime", "Step", "StepBuildError", "StepError"]
+__all__ = ["RunContext", "Step", "StepBuildError", "StepError", "step_kind"]

@@ -1,23 +1,21 @@
-"""What every step kind shares: registration with its config spec, the runtime it is built
-with, the per-message context it runs in, and the errors it raises.
+"""What every step kind shares: its declaration (kind, config spec, example), the
+per-message context it runs in, and the errors it raises.
 
 A step kind is a class with ``kind``, ``spec`` (declared once: it validates YAML, prints
-``switchboard docs`` and feeds the JSON Schema) and ``run(message, ctx)``. Building a step
-(importing a function, loading a table or a stylesheet) may fail: that is a config error
-with the step's location, reported by ``switchboard check`` and refused at start and reload.
+``switchboard docs`` and feeds the JSON Schema) and ``run(message, run_ctx)``, built as
+``cls(conf, ctx)`` (engine.context.Context: base dir, tables, metrics...). engine.components
+registers the built-in kinds. Building a step (importing a function, loading a table or a
+stylesheet) may fail: that is a config error with the step's location, reported by
+``switchboard check`` and refused at start and reload.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.config import register_step
 from engine.hl7.ack import AckError
 from engine.hl7.message import Message
-
-STEP_KINDS: dict[str, type[Step]] = {}
 
 
 class StepBuildError(Exception):
@@ -41,22 +39,6 @@ class StepError(Exception):
 
 
 @dataclass
-class Runtime:
-    """What steps are built with: no globals, so tests hand in their own."""
-
-    base_dir: Path
-    metrics: Any = None
-    tables: Any = None  # engine.steps.tables.TableCache, created on demand
-    log: Any = None
-    reloading: bool = False  # re-import transforms modules (SIGHUP, switchboard reload)
-    checking: bool = False  # a config check: steps are built to find problems, then dropped
-
-    def path(self, name: str | Path) -> Path:
-        p = Path(name)
-        return p if p.is_absolute() else self.base_dir / p
-
-
-@dataclass
 class RunContext:
     """One message going through one channel."""
 
@@ -76,9 +58,9 @@ class Step:
     spec: ClassVar[Any]
     example: ClassVar[str] = ""
 
-    def __init__(self, config: Any, runtime: Runtime):
-        self.config = config
-        self.runtime = runtime
+    def __init__(self, config: Any, ctx: Any):
+        self.config = config  # the settings its spec validated
+        self.ctx = ctx  # engine.context.Context
 
     def run(self, message: Message, ctx: RunContext) -> bool | None:
         """Change ``message`` in place. Return False to filter the message out."""
@@ -86,14 +68,13 @@ class Step:
 
 
 def step_kind(kind: str, spec: Any, example: str = ""):
-    """Class decorator: register a step kind and its config spec."""
+    """Class decorator: a step kind's name, config spec and example (engine.components
+    registers the class)."""
 
-    def register(cls: type[Step]) -> type[Step]:
+    def declare(cls: type[Step]) -> type[Step]:
         cls.kind = kind
         cls.spec = spec
         cls.example = example
-        STEP_KINDS[kind] = cls
-        register_step(kind, spec)
         return cls
 
-    return register
+    return declare

@@ -7,10 +7,10 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from engine.config import Field, Spec
-from engine.config.containers import StrOrList
-from engine.config.hl7types import FieldPath
+from engine.config.fieldtypes import StrOrList
 from engine.config.scalars import Bool, String, scalar_value
 from engine.config.validation import INVALID, At, Ctx, FieldType, is_null, node_kind
+from engine.hl7.fieldtypes import FieldPath
 from engine.hl7.path import ALL, PathError, parse_path
 from engine.steps.base import Step, StepError, step_kind
 
@@ -77,8 +77,8 @@ _LONG = Spec(
     example="set: {MSH-5: EPIC, MSH-6: MAIN}\nset: {PID-5: {value: DOE^JOHN, raw: true}}",
 )
 class Set(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
         self.items = [(parse_path(p), v["value"], v["raw"]) for p, v in config.items()]
 
     def run(self, message, ctx):
@@ -112,10 +112,10 @@ def _pairs(message, src, dst):
 class _Copy(Step):
     remove_source = False
 
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.src = parse_path(config["from"])
-        self.dst = parse_path(config["to"])
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.src = parse_path(config.from_)
+        self.dst = parse_path(config.to)
 
     def run(self, message, ctx):
         for src, dst in _pairs(message, self.src, self.dst):
@@ -149,8 +149,8 @@ class Move(_Copy):
     "delete: ['OBX[*]-16', 'NTE[*]', 'PID-3[2]']   # quote paths with [ ] in flow style",
 )
 class Delete(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
         self.paths = [parse_path(p) for p in config]
 
     def run(self, message, ctx):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.conditions import compile_condition
-from engine.config.hl7types import Condition
+from engine.hl7.fieldtypes import Condition
 from engine.steps.base import Step, step_kind
 
 
@@ -14,8 +14,8 @@ from engine.steps.base import Step, step_kind
     "filter: {any: [{field: PV1-2, equals: I}, {not: {field: PID-8, exists: true}}]}",
 )
 class Filter(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
         self.predicate = compile_condition(config)
 
     def run(self, message, ctx):

@@ -22,7 +22,7 @@ from typing import Any
 from yaml.nodes import MappingNode
 
 from engine.config import Field, Spec
-from engine.config.containers import ListOf
+from engine.config.fieldtypes import ListOf
 from engine.config.routes_spec import NAME_HINT, NAME_PATTERN
 from engine.config.scalars import Bool, Float, String
 from engine.config.spec import Nested
@@ -130,18 +130,18 @@ def numeric(message, obx: str) -> tuple[str, float] | None:
     example="flag: {rules: [{code: 2345-7, above: 200, below: 50}], abnormal_flags: [HH, LL]}",
 )
 class Flag(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.flag = config["flag"]
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.flag = config.flag
         self.rules: dict[str, list[Rule]] = {}
         self.order: dict[Rule, int] = {}
-        for item in config["rules"]:
-            rule = Rule(item["code"], item["system"], item["above"], item["below"],
-                        item["flag"] or self.flag)  # fmt: skip
+        for item in config.rules:
+            rule = Rule(item.code, item.system, item.above, item.below,
+                        item.flag or self.flag)  # fmt: skip
             self.rules.setdefault(rule.code, []).append(rule)
             self.order.setdefault(rule, len(self.order))
-        self.abnormal_flags = frozenset(config["abnormal_flags"])
-        self.set_abnormal_flag = config["set_abnormal_flag"]
+        self.abnormal_flags = frozenset(config.abnormal_flags)
+        self.set_abnormal_flag = config.set_abnormal_flag
 
     def run(self, message, ctx):
         raised: list[str] = []
@@ -149,7 +149,7 @@ class Flag(Step):
             for name in self._check(message, f"OBX[{occ}]"):
                 if name not in raised:
                     raised.append(name)
-        metrics = self.runtime.metrics
+        metrics = self.ctx.metrics
         for name in raised:
             if name in ctx.flags:
                 continue

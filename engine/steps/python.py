@@ -13,7 +13,7 @@ import importlib.util
 import sys
 
 from engine.config import Field, Spec
-from engine.config.containers import FreeMapping
+from engine.config.fieldtypes import FreeMapping
 from engine.config.scalars import String
 from engine.steps.base import Step, StepBuildError, StepError, step_kind
 
@@ -32,22 +32,24 @@ PYTHON = Spec(
 )  # fmt: skip
 
 
-def load_function(spec: str, base_dir, reload: bool = False, check: bool = False):
+def load_function(spec: str, base_dir, fresh: dict | None = None):
     """The function `module.path:function` names, imported with `base_dir` on sys.path.
 
-    `reload` re-imports a module already loaded, in place (SIGHUP). `check` only checks it:
-    a module already loaded is run again from its file into a throwaway module, so a config
-    check sees the file as it is now and the module the engine runs stays as it is.
+    With `fresh` (a dict: a config check, a reload), a module already loaded is run again
+    from its file into a new module object, kept in `fresh` by name and not put in
+    sys.modules: the check sees the file as it is now, each changed module runs once, and
+    the module the engine runs stays as it is until a reload is accepted
+    (:func:`install_fresh`).
     """
     module_name, _, name = spec.partition(":")
     root = str(base_dir)
     if root not in sys.path:
         sys.path.insert(0, root)
     try:
-        if check and module_name in sys.modules:
-            module = _fresh_copy(sys.modules[module_name])
-        elif reload and module_name in sys.modules:
-            module = importlib.reload(sys.modules[module_name])
+        if fresh is not None and module_name in fresh:
+            module = fresh[module_name]
+        elif fresh is not None and module_name in sys.modules:
+            module = fresh[module_name] = _fresh_copy(sys.modules[module_name])
         else:
             module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, SyntaxError, errors at import time
@@ -70,6 +72,11 @@ def _fresh_copy(module):
     return copy
 
 
+def install_fresh(fresh: dict) -> None:
+    """A reload was accepted: the fresh copies of its modules replace the ones loaded."""
+    sys.modules.update(fresh)
+
+
 @step_kind(
     "python",
     PYTHON,
@@ -77,15 +84,10 @@ def _fresh_copy(module):
     "python: {function: transforms.lab:normalize_units, options: {unit: mmol/L}}",
 )
 class Python(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.fn = load_function(
-            config["function"],
-            runtime.base_dir,
-            reload=getattr(runtime, "reloading", False),
-            check=getattr(runtime, "checking", False),
-        )
-        self.options = config["options"]
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.fn = load_function(config.function, ctx.base_dir, ctx.fresh_modules)
+        self.options = config.options
 
     def run(self, message, ctx):
         ctx.options = self.options
@@ -94,10 +96,8 @@ class Python(Step):
         except StepError:
             raise
         except Exception as exc:
-            raise StepError(
-                f"{self.config['function']} raised {type(exc).__name__}: {exc}"
-            ) from None
+            raise StepError(f"{self.config.function} raised {type(exc).__name__}: {exc}") from None
         return None if result is None else bool(result)
 
 
-__all__ = ["Python", "load_function"]
+__all__ = ["Python", "install_fresh", "load_function"]

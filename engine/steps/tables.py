@@ -148,11 +148,9 @@ class TableCache:
         return CodeTable(name, self.base_dir / shown, entries)
 
 
-def table_cache(runtime: Any) -> TableCache:
-    """The runtime's table cache, created on first use."""
-    if runtime.tables is None:
-        runtime.tables = TableCache(runtime.base_dir)
-    return runtime.tables
+def table_cache(ctx: Any) -> TableCache:
+    """The build's table cache (a new one when the context has none)."""
+    return ctx.tables if ctx.tables is not None else TableCache(ctx.base_dir)
 
 
 # CSV ----------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from engine.config import Field, Spec
-from engine.config.hl7types import FieldPath
 from engine.config.routes_spec import NAME_HINT, NAME_PATTERN
 from engine.config.scalars import Bool, Enum, String
 from engine.config.validation import INVALID, Ctx
 from engine.hl7.escape import escape, unescape
+from engine.hl7.fieldtypes import FieldPath
 from engine.hl7.path import ALL, Path, PathError, parse_path
 from engine.steps.base import Step, StepBuildError, StepError, step_kind
 from engine.steps.tables import TableError, Target, table_cache
@@ -101,18 +101,18 @@ def _places(message, path: Path):
     "translate: {field: 'OBX[*]-3', table: lab-to-loinc, on_missing: error, source_system: L}",
 )
 class Translate(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.path = parse_path(config["field"])
-        self.table_name = config["table"]
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.path = parse_path(config.field)
+        self.table_name = config.table
         try:
-            self.table = table_cache(runtime).get(self.table_name)
+            self.table = table_cache(ctx).get(self.table_name)
         except TableError as exc:
             raise StepBuildError(str(exc), key="table") from None
-        self.keep_original = config["keep_original"]
-        self.on_missing = config["on_missing"]
-        self.source_system = config["source_system"]
-        default = config["default"]
+        self.keep_original = config.keep_original
+        self.on_missing = config.on_missing
+        self.source_system = config.source_system
+        default = config.default
         self.default = None if default is None else Target(*[*default.split("^"), "", ""][:3])
 
     def run(self, message, ctx):
@@ -159,7 +159,7 @@ class Translate(Step):
         return enc[0].join(out)
 
     def _count_unmapped(self) -> None:
-        metrics = self.runtime.metrics
+        metrics = self.ctx.metrics
         if metrics is not None:
             metrics.unmapped_codes.labels(self.table_name).inc()
 

@@ -398,13 +398,13 @@ def _show(value: str) -> str:
     example="validate: {}\nvalidate: {version: '2.5', structure: false}",
 )
 class Validate(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.version = config["version"]
-        self.structure = config["structure"]
-        self.datatypes = config["datatypes"]
-        self.tables = config["tables"]
-        self.ignore_z = config["ignore_z_segments"]
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.version = config.version
+        self.structure = config.structure
+        self.datatypes = config.datatypes
+        self.tables = config.tables
+        self.ignore_z = config.ignore_z_segments
         if self.version:  # load hl7apy's tables now rather than on the first message
             hl7apy.load_library(self.version)
 

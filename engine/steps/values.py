@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from engine.config import Field, Spec
-from engine.config.containers import FreeMapping
-from engine.config.hl7types import FieldPath, Regex
+from engine.config.fieldtypes import FreeMapping
 from engine.config.scalars import Enum, Int, String
+from engine.hl7.fieldtypes import FieldPath, Regex
 from engine.hl7.path import PathError, parse_path
 from engine.steps.base import Step, StepError, step_kind
 
@@ -29,10 +29,10 @@ MAP = Spec(
 
 @step_kind("map", MAP, example="map: {field: PV1-2, values: {I: IP, O: OP, E: EMER}}")
 class Map(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.path = parse_path(config["field"])
-        self.values = {str(k): "" if v is None else str(v) for k, v in config["values"].items()}
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.path = parse_path(config.field)
+        self.values = {str(k): "" if v is None else str(v) for k, v in config.values.items()}
 
     def run(self, message, ctx):
         for path in message.occurrences(self.path):
@@ -41,12 +41,12 @@ class Map(Step):
                 continue
             new = self.values.get(value)
             if new is None:
-                mode = self.config["on_missing"]
+                mode = self.config.on_missing
                 if mode == "keep":
                     continue
                 if mode == "error":
                     raise StepError(f"{path}: value {value!r} is not in the map")
-                new = self.config["default"]
+                new = self.config.default
             message.set(path, new)
 
 
@@ -65,10 +65,10 @@ REPLACE = Spec(
 
 @step_kind("replace", REPLACE, example=r"replace: {field: PID-13.1, pattern: '[^0-9]', with: ''}")
 class Replace(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.path = parse_path(config["field"])
-        self.rx = re.compile(config["pattern"])
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.path = parse_path(config.field)
+        self.rx = re.compile(config.pattern)
 
     def run(self, message, ctx):
         for path in message.occurrences(self.path):
@@ -76,7 +76,7 @@ class Replace(Step):
             if not value:
                 continue
             try:
-                new = self.rx.sub(self.config["with"], value, count=self.config["count"])
+                new = self.rx.sub(self.config.with_, value, count=self.config.count)
             except (re.error, IndexError) as exc:
                 raise StepError(f"replace on {path}: {exc}") from None
             if new != value:

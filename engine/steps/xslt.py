@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from engine.config import Field, Spec
 from engine.config.errors import display_path
-from engine.config.external import FilePath
+from engine.config.fieldtypes import FilePath
 from engine.config.validation import At, Ctx, FieldType, is_null, node_kind
 from engine.hl7.xml import XmlError, from_xml, to_xml
 from engine.steps.base import Step, StepBuildError, StepError, step_kind
@@ -117,12 +117,12 @@ def _log(error_log, exc: Exception) -> str:
     "xslt: {stylesheet: ../transforms/xslt/example.xsl, params: {facility: MAIN}}",
 )
 class Xslt(Step):
-    def __init__(self, config, runtime):
-        super().__init__(config, runtime)
-        self.path = runtime.path(config["stylesheet"])
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.path = ctx.path(config.stylesheet)
         self.name = display_path(self.path)
         self.transform = compile_stylesheet(self.path)
-        self.params = {k: etree.XSLT.strparam(v) for k, v in (config["params"] or {}).items()}
+        self.params = {k: etree.XSLT.strparam(v) for k, v in (config.params or {}).items()}
 
     def run(self, message, ctx):
         try:

@@ -190,23 +190,19 @@ def _load_key(kid: str, spec, environ: Mapping[str, str]) -> bytes:
     raise SealError(f"key '{kid}': give base64 text, {{env: VAR}} or {{file: path}}")
 
 
-def sealer_from_options(opts: Mapping | None, environ: Mapping[str, str] | None = None):
-    """The sealer for ``store_options`` (its ``encryption`` section), NullSealer when absent.
+def sealer_from_options(opts, environ: Mapping[str, str] | None = None):
+    """The sealer for validated ``store_options`` (its ``encryption`` settings), NullSealer
+    when absent.
 
     ``encryption: {current: key-2024, keys: {key-2024: "${SB_KEY_2024}", key-2023: {file: p}}}``
     A key is base64 of 32 bytes, ``{env: VAR}`` or ``{file: path}`` (32 raw bytes or base64).
     ``enabled: false`` turns it off (sealed rows then cannot be read).
     """
     environ = os.environ if environ is None else environ
-    enc = (opts or {}).get("encryption") if isinstance(opts, Mapping) else None
-    if not enc:
+    enc = opts.encryption if opts else None
+    if enc is None or not enc.enabled:
         return NULL_SEALER
-    if not isinstance(enc, Mapping):
-        raise SealError("store_options.encryption must be a mapping")
-    if enc.get("enabled", True) is False:
-        return NULL_SEALER
-    keys = enc.get("keys")
-    current = enc.get("current")
+    keys, current = enc.keys, enc.current
     if not isinstance(keys, Mapping) or not keys:
         raise SealError("store_options.encryption.keys: at least one key is needed")
     if not isinstance(current, str) or current not in keys:

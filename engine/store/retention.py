@@ -152,12 +152,12 @@ class Policy:
                 raise ValueError(f"unknown message status {sorted(unknown)}; one of {STATUSES}")
 
 
-def policies_from_options(retention: Mapping) -> list[Policy]:
-    """Policies of ``store_options.retention``: its rules (shorter ages for some statuses),
-    then ``max_age`` for every status. None of them: nothing is pruned."""
-    out = [Policy(r["max_age"], tuple(_as_list(r["status"]))) for r in retention.get("rules") or ()]
-    if retention.get("max_age") is not None:
-        out.append(Policy(retention["max_age"]))
+def policies_from_options(retention) -> list[Policy]:
+    """Policies of the validated ``store_options.retention``: its rules (shorter ages for some
+    statuses), then ``max_age`` for every status. None of them: nothing is pruned."""
+    out = [Policy(r.max_age, tuple(_as_list(r.status))) for r in retention.rules]
+    if retention.max_age is not None:
+        out.append(Policy(retention.max_age))
     return out
 
 
@@ -427,28 +427,29 @@ class RetentionService(Service):
     """Runs :func:`retention_pass` every ``retention.interval`` in the reactor's thread pool,
     one pass at a time; stopping ends the running pass after its current batch.
 
-    ``modes()`` gives the channels' storage modes now (they change on reload), e.g.
-    ``lambda: {n: c.get("storage") for n, c in self.config.channels.items()}``;
+    ``store_options`` are the validated settings; ``modes()`` gives the channels' storage
+    modes now (they change on reload), e.g.
+    ``lambda: {n: c.storage for n, c in self.config.channels.items()}``;
     ``on_report(report)`` is called on the reactor thread after each pass (metrics)."""
 
     name = "retention"
 
-    def __init__(self, engine: Engine, reactor, store_options: Mapping,
+    def __init__(self, engine: Engine, reactor, store_options,
                  modes: Callable[[], Mapping[str, str | None]],
                  on_report: Callable[[RetentionReport], None] | None = None):  # fmt: skip
-        options = dict(store_options.get("retention") or {})
+        options = store_options.retention
         self.engine = engine
         self.reactor = reactor
         self.modes = modes
         self.on_report = on_report
         self.policies = policies_from_options(options)
-        self.default_mode = store_options.get("storage") or EVERYTHING
-        self.interval = float(options.get("interval", 600.0))
+        self.default_mode = store_options.storage
+        self.interval = float(options.interval)
         self.settings = {
-            "compact_after": float(options.get("compact_after", 3600.0)),
-            "batch_size": int(options.get("batch_size", 500)),
-            "max_batches": options.get("max_batches", 100),
-            "pause": options.get("pause", 0.01),
+            "compact_after": float(options.compact_after),
+            "batch_size": int(options.batch_size),
+            "max_batches": options.max_batches,
+            "pause": options.pause,
         }
         self._loop = LoopingCall(self.run_once)
         self._loop.clock = reactor

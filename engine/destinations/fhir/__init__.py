@@ -7,8 +7,7 @@ import json
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.config import Field
-from engine.config.containers import FreeMapping, ListOf
-from engine.config.external import Url
+from engine.config.fieldtypes import FreeMapping, ListOf, Url
 from engine.config.scalars import Bool, Duration, Enum, Float, String
 from engine.config.spec import Nested
 from engine.destinations.base import CLIENT_TLS, Destination, Rendered, destination_kind
@@ -55,29 +54,34 @@ FHIR_JSON = "application/fhir+json"
 class FhirDestination(Destination):
     content_type = FHIR_JSON
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
         try:
-            zone = ZoneInfo(config.get("timezone") or "UTC")
+            zone = ZoneInfo(config.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {config.get('timezone')!r}") from None
-        self.systems = {str(k): str(v) for k, v in (config.get("identifier_systems") or {}).items()}
+            raise ValueError(f"unknown time zone {config.timezone!r}") from None
+        self.systems = {str(k): str(v) for k, v in config.identifier_systems.items()}
         self.options = ConvertOptions(
             timezone=zone,
-            local_system=config.get("local_system") or DEFAULT_LOCAL_SYSTEM,
+            local_system=config.local_system,
             identifier_systems={k: v for k, v in self.systems.items() if "/" not in k},
-            resources=frozenset(config.get("resources") or DEFAULT_RESOURCES),
+            resources=frozenset(config.resources or DEFAULT_RESOURCES),
         )
         self.hook = None
-        if config.get("hook"):
+        if config.hook:
             from engine.steps.base import StepBuildError
             from engine.steps.python import load_function
 
             try:
-                self.hook = load_function(config["hook"], config.get("_base_dir", "."))
+                self.hook = load_function(config.hook, ctx.base_dir, ctx.fresh_modules)
             except StepBuildError as exc:
                 raise ValueError(str(exc)) from None
-        self.check = bool(config.get("validate"))
+        self.check = config.validate
+
+    def sender(self, ctx):
+        from engine.destinations.fhir.sender import FhirSender
+
+        return FhirSender(self.config, ctx)
 
     def options_for(self, message: Message) -> ConvertOptions:
         facility = message.get("MSH-4.1") or ""

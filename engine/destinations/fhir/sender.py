@@ -32,11 +32,9 @@ def outcome_text(body) -> str | None:
 
 
 class FhirSender(RestSender):
-    def __init__(self, config: dict, *, reactor, clock=None, log=None):
-        rest = {**config, "rest": str(config["fhir"]).rstrip("/"), "method": "POST"}
-        headers = {"Accept": FHIR_JSON, **(config.get("headers") or {})}
-        rest["headers"] = headers
-        super().__init__(rest, reactor=reactor, clock=clock, log=log)
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx, url=str(config.fhir).rstrip("/"), method="POST",
+                         headers={"Accept": FHIR_JSON, **config.headers})  # fmt: skip
 
     def _classify(self, status, phrase, headers, data) -> Outcome:
         outcome = super()._classify(status, phrase, headers, data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.config import Field
-from engine.config.external import DirPath
+from engine.config.fieldtypes import DirPath
 from engine.config.scalars import String
 from engine.destinations.base import Destination, destination_kind
 
@@ -18,4 +18,7 @@ from engine.destinations.base import Destination, destination_kind
     ),
 )  # fmt: skip
 class FileDestination(Destination):
-    pass
+    def sender(self, ctx):
+        from engine.destinations.file.sender import FileSender
+
+        return FileSender(self.config, ctx)

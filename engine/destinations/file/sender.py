@@ -19,10 +19,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 class FileSender:
     state = "up"
 
-    def __init__(self, config: dict, *, reactor=None, clock=None, log=None):
-        self.directory = Path(config["file"])
-        self.template = config.get("filename") or "{control_id}.hl7"
-        self.channel = config.get("_channel", "")
+    def __init__(self, config, ctx):
+        self.directory = Path(config.file)
+        self.template = config.filename
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

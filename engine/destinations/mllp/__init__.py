@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.config import Field
-from engine.config.external import EndpointString
+from engine.config.fieldtypes import EndpointString
 from engine.config.scalars import Duration, Enum
 from engine.config.spec import Nested
 from engine.destinations.base import CLIENT_TLS, Destination, destination_kind
@@ -16,6 +16,8 @@ from engine.destinations.base import CLIENT_TLS, Destination, destination_kind
         Field("mllp", EndpointString(server=False), "Where to connect.", required=True,
               example="tcp:epic.example.org:6661"),
         Field("ack_timeout", Duration(), "How long to wait for the ACK.", default="30s"),
+        Field("connect_timeout", Duration(), "How long to wait for the connection (and the "
+              "TLS handshake) before the attempt counts as failed.", default="30s"),
         Field("on_reject", Enum("dead", "retry"), "An AR/CR from the peer: dead letter at once "
               "(HL7: rejected, sending again will not help) or retry.", default="dead"),
         Field("on_error", Enum("retry", "dead"), "An AE/CE from the peer: retry per the policy, "
@@ -24,4 +26,7 @@ from engine.destinations.base import CLIENT_TLS, Destination, destination_kind
     ),
 )  # fmt: skip
 class MLLPDestination(Destination):
-    pass
+    def sender(self, ctx):
+        from engine.destinations.mllp.sender import MLLPSender
+
+        return MLLPSender(self.config, ctx)

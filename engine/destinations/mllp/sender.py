@@ -241,26 +241,24 @@ class _InFlight:
 class MLLPSender:
     """Deliver messages to one MLLP peer over a kept connection (see the module docstring)."""
 
-    def __init__(self, config: dict, *, reactor: Any, clock: Any = None, log: Any = None):
-        self.name = config.get("name", "mllp")
-        self.target = config["mllp"]
-        self.ack_timeout = float(config.get("ack_timeout", 30.0))
-        self.connect_timeout = float(config.get("connect_timeout", 30.0))
-        self.on_error = config.get("on_error", "retry")
-        self.on_reject = config.get("on_reject", "dead")
-        for key, value in (("on_error", self.on_error), ("on_reject", self.on_reject)):
-            if value not in ("retry", "dead"):
-                raise ValueError(f"{key} must be 'retry' or 'dead', not {value!r}")
-        self._clock = clock if clock is not None else reactor
-        self._log = log if log is not None else get_logger("mllp_sender", destination=self.name)
+    def __init__(self, config, ctx):
+        self.name = config.name
+        self.target = config.mllp
+        self.ack_timeout = float(config.ack_timeout)
+        self.connect_timeout = float(config.connect_timeout)
+        self.on_error = config.on_error
+        self.on_reject = config.on_reject
+        self._clock = ctx.clock
+        self._log = get_logger("mllp_sender", destination=self.name)
         parsed = parse_endpoint(self.target, server=False)
-        endpoint = clientFromString(reactor, self.target)
-        tls = config.get("tls")
+        endpoint = clientFromString(ctx.reactor, self.target)
+        tls = config.tls
         if tls:
             if parsed.kind != "tcp":
                 raise ValueError(f"a tls section needs a 'tcp:' endpoint, not {self.target!r}")
-            hostname = tls.get("server_name") or parsed.host or ""
-            options = client_tls_options(hostname, tls.get("ca"), tls.get("cert"), tls.get("key"))
+            hostname = tls.server_name or parsed.host or ""
+            options = client_tls_options(hostname, _path(tls.ca), _path(tls.cert),
+                                         _path(tls.key), str(tls.min_version))  # fmt: skip
             endpoint = wrapClientTLS(options, endpoint)
         handshake = bool(tls) or parsed.kind == "tls"
         self._endpoint = _GatedEndpoint(endpoint, self._clock, handshake, self.connect_timeout)
@@ -437,3 +435,7 @@ class MLLPSender:
             self._log.warning("mllp_sender.failed", outcome=outcome.kind, error=outcome.error,
                               reset=reset, **fields)  # fmt: skip
         att.result.callback(outcome)
+
+
+def _path(value: Any) -> str | None:
+    return None if value is None else str(value)

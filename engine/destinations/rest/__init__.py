@@ -6,8 +6,7 @@ import json
 import re
 
 from engine.config import Field
-from engine.config.containers import FreeMapping
-from engine.config.external import Url
+from engine.config.fieldtypes import FreeMapping, Url
 from engine.config.scalars import Duration, Enum, Float, String
 from engine.config.spec import Nested
 from engine.destinations.base import (
@@ -48,20 +47,25 @@ from engine.hl7.path import parse_path
     ),
 )  # fmt: skip
 class RestDestination(Destination):
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
         self.template = None
-        if config["format"] == "template":
-            if not config.get("template"):
+        if config.format == "template":
+            if not config.template:
                 raise ValueError("format: template needs a 'template'")
-            self.template = compile_template(config["template"])
+            self.template = compile_template(config.template)
+
+    def sender(self, ctx):
+        from engine.destinations.rest.sender import RestSender
+
+        return RestSender(self.config, ctx)
 
     def render(self, message: Message) -> Rendered:
-        fmt = self.config["format"]
+        fmt = self.config.format
         if fmt == "json":
             return Rendered(er7_as_json(message), "application/json")
         if fmt == "template":
-            ctype = self.config.get("content_type") or "application/json"
+            ctype = self.config.content_type
             body = render_template(self.template, message, json_escape="json" in ctype)
             return Rendered(body.encode("utf-8"), ctype)
         return super().render(message)

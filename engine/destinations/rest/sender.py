@@ -171,25 +171,29 @@ class _Excerpt(Protocol):
 
 
 class RestSender:
-    def __init__(self, config: dict, *, reactor, clock=None, log=None):
-        self.reactor, self.clock = reactor, clock or reactor
-        self.name = config.get("name", "rest")
-        self.url = str(config["rest"])
-        self.method = str(config.get("method") or "POST").upper()
-        self.timeout = float(config.get("timeout") or 30.0)
-        self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-        self.log = log or get_logger("delivery.rest", destination=self.name)
+    def __init__(self, config, ctx, *, url: str | None = None, method: str | None = None,
+                 headers: dict | None = None):  # fmt: skip
+        """A sender for validated rest settings (``url``, ``method``, ``headers``: what a
+        kind built on it, fhir, sends instead)."""
+        self.reactor, self.clock = ctx.reactor, ctx.clock
+        self.name = config.name
+        self.url = str(url or config.rest)
+        self.method = str(method or config.method).upper()
+        self.timeout = float(config.timeout)
+        headers = config.headers if headers is None else headers
+        self.headers = {str(k): str(v) for k, v in headers.items()}
+        self.log = get_logger("delivery.rest", destination=self.name)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"rest must be an http:// or https:// URL, not {self.url!r}")
         self.tls_policy = None
-        if config.get("tls"):
+        if config.tls:
             if parts.scheme != "https":
                 raise ValueError("tls is set but the rest URL is not https://; use https://")
-            self.tls_policy = DestinationTLSPolicy(parts.hostname, parts.port or 443, config["tls"])
-        self.auth = build_auth(config.get("auth"), clock=self.clock, fetch=self._post_form)
-        self.signer = build_signer(config.get("hmac"), clock=self.clock)
-        rate = config.get("rate_limit")
+            self.tls_policy = DestinationTLSPolicy(parts.hostname, parts.port or 443, config.tls)
+        self.auth = build_auth(config.auth, clock=self.clock, fetch=self._post_form)
+        self.signer = build_signer(getattr(config, "hmac", None), clock=self.clock)
+        rate = config.rate_limit
         self.bucket = TokenBucket(rate, self.clock) if rate else None
         self._client: HTTPClient | None = None
         self._pool: HTTPConnectionPool | None = None

@@ -1,4 +1,4 @@
-"""Field types for HL7 field paths, regular expressions and conditions on messages.
+"""Config field types for HL7 field paths, regular expressions and conditions on messages.
 
 A condition is written as one test (`{field: MSH-4, in: [QUEST, LABCORP]}`) or a combination
 (`{all: [...]}`, `{any: [...]}`, `{not: {...}}`). Tests: `equals`, `not_equals`, `in`,
@@ -13,10 +13,9 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from engine.config.scalars import scalar_value
+from engine.config.validation import INVALID, At, Ctx, FieldType, is_null, node_kind, suggest
 from engine.hl7.path import PathError, parse_path
-
-from .scalars import scalar_value
-from .validation import INVALID, At, Ctx, FieldType, is_null, node_kind, suggest
 
 TESTS = ("equals", "not_equals", "in", "not_in", "regex", "exists")
 COMBINATORS = ("all", "any", "not")

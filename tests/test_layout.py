@@ -1,5 +1,6 @@
-"""The CLI package's shape: command modules import only engine.cli.common, and no import cycle
-runs through engine.cli (read from the source with ast, so lazy imports count too)."""
+"""The package's shape, read from the source with ast (lazy imports count too): no import
+cycle anywhere in engine/, engine.config imports nothing of the rest of the engine (it is
+handed its registry), and CLI command modules import only engine.cli.common."""
 
 from __future__ import annotations
 
@@ -92,6 +93,20 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_anywhere_in_the_engine():
+    assert [sorted(c) for c in _cycles(_graph())] == []
+
+
+def test_config_is_a_leaf_package():
+    graph = _graph()
+    outside = {
+        name: sorted(d for d in deps if not d.startswith("engine.config"))
+        for name, deps in graph.items()
+        if name.startswith("engine.config")
+    }
+    assert {name: deps for name, deps in outside.items() if deps} == {}
 
 
 def test_no_import_cycle_runs_through_the_cli():
